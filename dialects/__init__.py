@@ -1,0 +1,1 @@
+"""dlfusion's dialects (installed as `dlfusion.dialects`)."""

@@ -1,0 +1,106 @@
+"""`dlfusion-opt`: xDSL's optimizer driver with dlfusion's dialects, passes and
+ONNX frontends.
+
+    dlfusion-opt model.onnx -p fold-batchnorm,nn-canonicalize -o model.mlir
+    dlfusion-opt model.onnxtxt --input-shape x=1x3x32x32
+    dlfusion-opt model.mlir --emit-weights     # include the weight blobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from dlfusion.cli import AtomicOutput, parse_input_shapes, run_cli
+from dlfusion.context import DIALECT_FACTORIES
+from dlfusion.dialects.weights import WeightStore
+
+
+class DlfusionOptMain(xDSLOptMain):
+    """xdsl-opt with dlfusion's dialects, passes and frontends registered."""
+
+    version_format = "dlfusion-opt built on xdsl {xdsl_version}"
+    _output: AtomicOutput | None = None
+
+    def register_all_dialects(self):
+        super().register_all_dialects()
+        for name, factory in DIALECT_FACTORIES.items():
+            self.ctx.register_dialect(name, factory)
+
+    def register_all_passes(self):
+        super().register_all_passes()
+        from dlfusion.passes import get_all_passes
+
+        for name, factory in get_all_passes().items():
+            self.register_pass(name, factory)
+
+    def register_all_frontends(self):
+        super().register_all_frontends()
+        from dlfusion.frontend import import_onnx_stream
+
+        def onnx_frontend(text: bool):
+            def parse(io: IO[bytes]):
+                return import_onnx_stream(
+                    io,
+                    self.ctx,
+                    text=text,
+                    input_shapes=parse_input_shapes(self.args.input_shape),
+                    source=self.get_input_name(),
+                )
+
+            return parse
+
+        self.available_frontends["onnx"] = onnx_frontend(False)
+        self.available_frontends["onnxtxt"] = onnx_frontend(True)
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument(
+            "--input-shape",
+            action="append",
+            default=[],
+            metavar="NAME=DxDx...",
+            help="fix the shape of an ONNX graph input, e.g. input=1x3x224x224",
+        )
+        arg_parser.add_argument(
+            "--emit-weights",
+            action="store_true",
+            help="print the weight blobs in the file's dialect_resources section",
+        )
+
+    def prepare_output(self) -> IO[str]:
+        if self.args.output_file is None:
+            return sys.stdout
+        self._output = AtomicOutput(self.args.output_file)
+        return self._output
+
+    def output_resulting_program(self, prog) -> str:
+        store = self.ctx.get_dialect("nn").get_interface(WeightStore)
+        if store is not None:
+            store.emit_blobs = self.args.emit_weights
+        return super().output_resulting_program(prog)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    holder: list[DlfusionOptMain] = []
+
+    def body() -> None:
+        tool = DlfusionOptMain(description="dlfusion modular optimizer driver", args=argv)
+        holder.append(tool)
+        tool.run()
+        if tool._output is not None:
+            tool._output.commit()
+
+    def cleanup() -> None:
+        if holder and holder[0]._output is not None:
+            holder[0]._output.discard()
+
+    return run_cli("dlfusion-opt", body, cleanup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

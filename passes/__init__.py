@@ -1,0 +1,28 @@
+"""dlfusion's passes (installed as `dlfusion.passes`).
+
+`get_all_passes()` maps each pass name to a factory that imports its module
+lazily, in the style of xDSL's own registry.
+"""
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+
+
+def _fold_batchnorm():
+    from dlfusion.passes.fold_batchnorm import FoldBatchNormPass
+
+    return FoldBatchNormPass
+
+
+def _canonicalize():
+    from dlfusion.passes.canonicalize import CanonicalizePass
+
+    return CanonicalizePass
+
+
+def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    return {
+        "fold-batchnorm": _fold_batchnorm,
+        "nn-canonicalize": _canonicalize,
+    }
