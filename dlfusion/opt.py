@@ -57,6 +57,12 @@ class DlfusionOptMain(xDSLOptMain):
         self.available_frontends["onnx"] = onnx_frontend(False)
         self.available_frontends["onnxtxt"] = onnx_frontend(True)
 
+    def register_all_targets(self):
+        super().register_all_targets()
+        from dlfusion.summary import SummaryTarget
+
+        self.available_targets[SummaryTarget.name] = lambda: SummaryTarget
+
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
         super().register_all_arguments(arg_parser)
         arg_parser.add_argument(

@@ -62,7 +62,7 @@ PUBLISHED_MACS: dict[str, int] = {
     # quoted at ~0.72 G (724 M) -- a different network, not used here.
     "alexnet": 714_000_000,
     "vgg16": 15_470_000_000,  # torchvision 15.47 G
-    "vgg19": 19_630_000_000,  # torchvision 19.63 G
+    "vgg19": 19_632_000_000,  # torchvision 19.632 G
     "resnet18": 1_814_000_000,  # torchvision 1.814 G
     "resnet34": 3_664_000_000,  # torchvision 3.664 G
     "resnet50": 4_089_000_000,  # torchvision 4.089 G
@@ -151,6 +151,38 @@ def _prod(dims) -> int:
     return out
 
 
+_SMALL_INITIALIZER = 64
+
+
+def _without_weight_data(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large initializers are replaced by graph inputs.
+
+    Shape inference only needs the *shapes* of weights, but
+    ``infer_shapes`` serialises the whole model (hundreds of MB for VGG).
+    Small initializers are kept since they may carry values that shape
+    inference needs (Reshape targets, Slice bounds, ...).
+    """
+    m = onnx.ModelProto()
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    m.functions.extend(model.functions)
+    g, src = m.graph, model.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    declared = {vi.name for vi in src.input}
+    for init in src.initializer:
+        if _prod(init.dims) <= _SMALL_INITIALIZER:
+            g.initializer.append(init)
+        elif init.name not in declared:
+            g.input.append(
+                onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+            )
+    return m
+
+
 def count_macs(model: onnx.ModelProto) -> int:
     """Multiply-accumulate count of ``model`` (for its declared batch size).
 
@@ -169,7 +201,7 @@ def count_macs(model: onnx.ModelProto) -> int:
 
     Nodes inside subgraphs (If/Loop bodies) are not counted.
     """
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = onnx.shape_inference.infer_shapes(_without_weight_data(model))
     shapes = _shape_table(inferred)
 
     def shape(name: str, node: onnx.NodeProto) -> tuple[int, ...]:
@@ -213,31 +245,50 @@ def count_macs(model: onnx.ModelProto) -> int:
     return int(total)
 
 
-def count_params(model: onnx.ModelProto, *, include_buffers: bool = False) -> int:
-    """Number of parameters stored in ``model``.
+# operand positions that hold weights, for weights passed as graph inputs
+_WEIGHT_OPERANDS = {
+    "Conv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "Gemm": (1, 2),
+    "MatMul": (1,),
+    "BatchNormalization": (1, 2, 3, 4),
+}
 
-    Counts the elements of all weights -- initializers, or, for a model built
-    with ``materialize=False``, graph inputs other than the first (data)
-    input.  By default BatchNormalization running mean/variance (buffers in
-    PyTorch) and the scalar bounds of ``Clip`` are excluded, which makes the
-    figure comparable with torchvision's ``num_params``; pass
-    ``include_buffers=True`` to count every stored element.
+
+def count_params(model: onnx.ModelProto, *, include_buffers: bool = False) -> int:
+    """Number of parameters of ``model``.
+
+    Counts the elements of all initializers, plus graph inputs used as the
+    weight operand of Conv / ConvTranspose / Gemm / MatMul /
+    BatchNormalization (that is how a model built with ``materialize=False``
+    carries its weights).  By default BatchNormalization running mean and
+    variance (buffers in PyTorch) and the scalar bounds of ``Clip`` are
+    excluded, which makes the figure comparable with torchvision's
+    ``num_params``; pass ``include_buffers=True`` to count them too.
     """
     g = model.graph
     skip: set[str] = set()
-    if not include_buffers:
-        for node in g.node:
-            if node.op_type == "BatchNormalization":
-                skip.update(node.input[3:5])
-            elif node.op_type == "Clip":
-                skip.update(node.input[1:3])
+    weight_inputs: set[str] = set()
+    for node in g.node:
+        for i in _WEIGHT_OPERANDS.get(node.op_type, ()):
+            if i < len(node.input) and node.input[i]:
+                weight_inputs.add(node.input[i])
+        if include_buffers:
+            continue
+        if node.op_type == "BatchNormalization":
+            skip.update(node.input[3:5])
+        elif node.op_type == "Clip":
+            skip.update(node.input[1:3])
     total = 0
     for init in g.initializer:
         if init.name not in skip:
             total += _prod(init.dims)
     init_names = {i.name for i in g.initializer}
-    for vi in list(g.input)[1:]:
-        if vi.name in init_names or vi.name in skip:
+    for vi in g.input:
+        if vi.name in init_names or vi.name in skip or vi.name not in weight_inputs:
             continue
-        total += _prod(d.dim_value for d in vi.type.tensor_type.shape.dim)
+        dims = vi.type.tensor_type.shape.dim
+        if not all(d.HasField("dim_value") for d in dims):
+            raise ValueError(f"count_params: weight input {vi.name!r} has a non-static shape")
+        total += _prod(d.dim_value for d in dims)
     return int(total)
