@@ -604,7 +604,11 @@ class PoolLayer(IRDLOperation):
         _check_result(self, self.expected_shape())
 
     @classmethod
-    def build(cls, x, kernel, strides, pads, ceil_mode=False, **extra: Attribute):
+    def build(cls, x=None, kernel=None, strides=None, pads=None, ceil_mode=False, **extra):
+        if x is None:
+            # IRDLOperation.build(operands=..., properties=...): what the
+            # declarative assembly format's parser calls.
+            return super().build(**extra)
         props = {
             "kernel": ints(kernel),
             "strides": ints(strides),
@@ -612,10 +616,10 @@ class PoolLayer(IRDLOperation):
             "ceil_mode": IntegerAttr(int(ceil_mode), i64),
             **extra,
         }
-        op = cls.create(operands=[x], result_types=[x.type], properties=props)
-        shape = op.expected_shape()
-        op.results[0].type = tensor(shape)
-        return op
+        probe = cls.create(operands=[x], result_types=[x.type], properties=props)
+        shape = probe.expected_shape()
+        probe.drop_all_references()  # OpResult.type is read-only in xDSL 0.74
+        return cls.create(operands=[x], result_types=[tensor(shape)], properties=props)
 
 
 @irdl_op_definition

@@ -68,7 +68,8 @@ class WeightStore(OpAsmDialectInterface):
                 i += 1
             key = f"{key}_{i}"
         self._blob_storage[key] = ""
-        self._arrays[key] = np.ascontiguousarray(array)
+        # np.require keeps rank-0 arrays rank 0 (np.ascontiguousarray makes them 1-D)
+        self._arrays[key] = np.require(array, requirements="C")
         return key
 
     def has_data(self, key: str) -> bool:

@@ -27,6 +27,9 @@ RULES: dict[str, Rule] = {}
 # known inputs is evaluated at import time).
 NEVER_FOLD: set[str] = set()
 
+# Ops whose (known) result depends only on the shape of their input.
+SHAPE_ONLY: set[str] = {"Shape", "Size"}
+
 
 def rule(*op_types: str):
     def register(fn: Rule) -> Rule:
@@ -56,7 +59,7 @@ def fold(imp: Importer, node: onnx.NodeProto) -> list[np.ndarray]:
     """Evaluate a node whose inputs are all known, with ONNX's reference
     implementation (dlfusion's own rules handle the ops that have them)."""
     if node.op_type in ("Identity", "Dropout"):
-        return [imp.const(node.input[0])]
+        return RULES[node.op_type](imp, node, attributes(node))
     if node.op_type == "Constant":
         return RULES["Constant"](imp, node, attributes(node))
     from onnx.reference import ReferenceEvaluator
@@ -91,13 +94,25 @@ def _known(imp: Importer, node: onnx.NodeProto, index: int, what: str) -> np.nda
     """Input `index` as a compile-time array (None if absent)."""
     if index >= len(node.input) or node.input[index] == "":
         return None
-    v = imp.const(node.input[index])
+    name = node.input[index]
+    v = imp.const(name)
     if v is None:
-        raise imp.error(
-            f"input '{what}' must be known at compile time (a constant or a static shape computation)",
+        raise imp.compile_time_error(
+            name,
+            f"input '{what}' (tensor '{name}') must be known at compile time, "
+            "but it is computed at run time",
             node,
+            hint="make it an initializer or a Constant (or a computation on static shapes)",
         )
     return v
+
+
+def _scalar(imp: Importer, node: onnx.NodeProto, value: np.ndarray, what: str) -> float:
+    """A compile-time scalar (exporters also write it as a 1-element tensor)."""
+    flat = np.asarray(value).reshape(-1)
+    if flat.size != 1:
+        raise imp.error(f"input '{what}' must be a scalar, got shape {list(np.shape(value))}", node)
+    return float(flat[0])
 
 
 def _f32(imp: Importer, node: onnx.NodeProto, name: str):
@@ -173,11 +188,12 @@ def conv(imp: Importer, node, a):
     x2, lifted = _spatial2d(imp, node, x, x_shape)
     if lifted:
         strides, dilations, pads, kernel = _lift1d(strides, dilations, pads, kernel)
-        w2 = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if w is not None else None
-        if w2 is None:
-            raise imp.error("a 1-D Conv needs a constant weight", node)
-        imp.env[node.input[1] + "/2d"] = w2
-        w_val = imp.value(node.input[1] + "/2d")
+        o, i, k = w_shape
+        if w is not None:
+            imp.env[node.input[1] + "/2d"] = w.reshape(o, i, 1, k)
+            w_val = imp.value(node.input[1] + "/2d")
+        else:
+            w_val = imp.add(nn.ReshapeOp(w_val, (o, i, 1, k)))
     b = imp.value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     pads2 = [pads[0], pads[1], pads[2], pads[3]]
     y = imp.add(nn.Conv2DOp(x2, w_val, b, strides, pads2, dilations, a.get("group", 1)))
@@ -192,8 +208,6 @@ def _pool(imp: Importer, node, a, cls):
     x_shape = nn.shape_of(x)
     kernel = list(a["kernel_shape"])
     strides, dilations, pads = _window(imp, node, a, x_shape, kernel)
-    if a.get("storage_order", 0) != 0:
-        raise imp.error("MaxPool storage_order=1 is not supported", node)
     x2, lifted = _spatial2d(imp, node, x, x_shape)
     if lifted:
         strides, dilations, pads, kernel = _lift1d(strides, dilations, pads, kernel)
@@ -336,7 +350,7 @@ def clip(imp, node, a):
     for index, key in ((1, "min"), (2, "max")):
         v = _known(imp, node, index, key)
         if v is not None:
-            props[key] = nn.f32(float(v))
+            props[key] = nn.f32(_scalar(imp, node, v, key))
     return [imp.add(nn.ClipOp.create(operands=[x], result_types=[x.type], properties=props))]
 
 
@@ -360,13 +374,34 @@ RULES["Div"] = _binary(nn.DivOp)
 # --------------------------------------------------------------------------
 
 
-@rule("Identity", "Dropout")
+@rule("Identity")
 def identity(imp, node, a):
-    if node.op_type == "Dropout":
-        training = _known(imp, node, 2, "training_mode")
-        if training is not None and bool(training):
-            raise imp.error("Dropout in training mode is not supported", node)
     return [imp.env[node.input[0]]]
+
+
+@rule("Dropout")
+def dropout(imp, node, a):
+    """Inference Dropout is the identity; its optional mask output is all true.
+    Training mode is supported only with ratio 0 (also the identity)."""
+    x = imp.env[node.input[0]]
+    if imp.opset >= 12:
+        training = _known(imp, node, 2, "training_mode")
+        training = training is not None and bool(training)
+    else:
+        training = False
+    if training:
+        ratio = _known(imp, node, 1, "ratio")
+        ratio = 0.5 if ratio is None else float(ratio)
+        if ratio != 0.0:
+            raise imp.error(
+                f"Dropout in training mode (ratio {ratio:g}) is not supported",
+                node,
+                hint="export the model for inference (training_mode=False, model.eval())",
+            )
+    outputs = [x]
+    if len(node.output) > 1 and node.output[1]:
+        outputs.append(np.ones(imp.shape(node.input[0]), dtype=np.bool_))
+    return outputs
 
 
 @rule("Constant")
@@ -396,6 +431,65 @@ def shape(imp, node, a):
 @rule("Size")
 def size(imp, node, a):
     return [np.array(math.prod(imp.shape(node.input[0])), dtype=np.int64)]
+
+
+@rule("Cast")
+def cast(imp, node, a):
+    """Cast of a feature map: only to float32 (the identity)."""
+    x = _f32(imp, node, node.input[0])
+    to = a["to"]
+    if to != onnx.TensorProto.FLOAT:
+        name = onnx.TensorProto.DataType.Name(to)
+        raise imp.error(
+            f"Cast of a float32 feature map to {name} is not supported",
+            node,
+            hint="dlfusion compiles float32 layers; Cast is folded only on compile-time values",
+        )
+    return [x]
+
+
+@rule("Gather")
+def gather(imp, node, a):
+    """Gather of a feature map at compile-time indices: strided slices (one
+    per run of evenly spaced indices), concatenated, reshaped."""
+    x = _f32(imp, node, node.input[0])
+    shape = nn.shape_of(x)
+    axis = _axis(a.get("axis", 0), len(shape))
+    indices = _known(imp, node, 1, "indices")
+    dim = shape[axis]
+    flat = [int(i) for i in indices.reshape(-1)]
+    bad = [i for i in flat if not -dim <= i < dim]
+    if bad:
+        raise imp.error(f"index {bad[0]} is out of range for axis {axis} of size {dim}", node)
+    flat = [i + dim if i < 0 else i for i in flat]
+    out_shape = (*shape[:axis], *indices.shape, *shape[axis + 1 :])
+
+    def take(start: int, stop: int, step: int):
+        b, e, st = [0] * len(shape), list(shape), [1] * len(shape)
+        b[axis], e[axis], st[axis] = start, stop, step
+        if (b, e, st) == ([0] * len(shape), list(shape), [1] * len(shape)):
+            return x
+        return imp.add(nn.SliceOp(x, b, e, st))
+
+    # runs of evenly spaced indices, each one strided slice
+    pieces, i = [], 0
+    while i < len(flat):
+        j = i + 1
+        step = flat[j] - flat[i] if j < len(flat) else 1
+        if step == 0:
+            step = 1
+        else:
+            while j < len(flat) and flat[j] - flat[j - 1] == step:
+                j += 1
+        stop = flat[j - 1] + (1 if step > 0 else -1)
+        pieces.append(take(flat[i], stop if stop >= 0 else -1, step))
+        i = j
+    if not pieces:
+        raise imp.error("Gather with no indices (an empty result) is not supported", node)
+    y = pieces[0] if len(pieces) == 1 else imp.add(nn.ConcatOp(pieces, axis))
+    if nn.shape_of(y) != out_shape:
+        y = imp.add(nn.ReshapeOp(y, out_shape))
+    return [y]
 
 
 @rule("Concat")
@@ -448,7 +542,7 @@ def slice_params(shape, starts, ends, axes, steps):
             st = min(max(st, 0), dim)
             en = min(max(en, 0), dim)
         else:
-            st = min(max(st, -1), dim - 1)
+            st = min(max(st, 0), dim - 1)
             en = min(max(en, -1), dim - 1)
         b[ax], e[ax], s[ax] = st, en, sp
     return b, e, s
@@ -521,6 +615,8 @@ def squeeze(imp, node, a):
 def unsqueeze(imp, node, a):
     shape = list(imp.shape(node.input[0]))
     axes = _axes_of(imp, node, a)
+    if axes is None:
+        raise imp.error("Unsqueeze needs axes", node, hint="the model is invalid ONNX")
     rank = len(shape) + len(axes)
     for ax in sorted(_axis(x, rank) for x in axes):
         shape.insert(ax, 1)
@@ -553,5 +649,15 @@ def pad(imp, node, a):
             full[ax + rank] = pads[i + len(axes)]
         pads = full
     if min(pads) < 0:
-        raise imp.error("negative pads (cropping) are not supported", node)
-    return [imp.add(nn.PadOp(x, pads, mode, 0.0 if value is None else float(value)))]
+        # negative pads crop: slice first, then pad with the positive part
+        shape = nn.shape_of(x)
+        begins = [max(-p, 0) for p in pads[:rank]]
+        ends = [d - max(-p, 0) for d, p in zip(shape, pads[rank:])]
+        if any(e < b for b, e in zip(begins, ends)):
+            raise imp.error(f"pads {pads} crop more than the input {list(shape)} holds", node)
+        x = imp.add(nn.SliceOp(x, begins, ends, [1] * rank))
+        pads = [max(p, 0) for p in pads]
+    if not any(pads):
+        return [x]
+    fill = 0.0 if value is None or value.size == 0 else _scalar(imp, node, value, "constant_value")
+    return [imp.add(nn.PadOp(x, pads, mode, fill))]

@@ -12,6 +12,14 @@ context's weight store, only where a layer consumes them.
 
 Graph inputs with a symbolic or unknown dimension must be fixed with
 `--input-shape NAME=DxDx...`.
+
+`constant_inputs` binds graph inputs to values known when the model is
+compiled (the ONNX backend uses it for inputs that carry shapes, axes, pads or
+bounds rather than feature maps, e.g. Reshape's `shape` fed as a graph input):
+such an input is treated like an initializer, but a value derived from it may
+only feed a compile-time parameter; if it reaches a layer as data or becomes a
+graph output, the import fails (dlfusion compiles float32 feature maps, and the
+program must not be a constant folded from its own inputs).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType
 from xdsl.context import Context
 from xdsl.ir import Block, Region, SSAValue
+from xdsl.utils.exceptions import VerifyException
 
 from dlfusion.dialects import nn
 from dlfusion.dialects.weights import sanitize_handle, weight_store
@@ -40,8 +49,22 @@ MAX_OPSET = onnx.defs.onnx_opset_version()
 Value = SSAValue | np.ndarray
 
 
+class CompileTimeValueError(DlfusionError):
+    """A node needs tensor `tensor` as a compile-time value (a shape, axes,
+    pads, bounds, ...) but it is computed at run time."""
+
+    def __init__(self, tensor: str, message: str, where: str | None = None, hint: str | None = None):
+        self.tensor = tensor
+        super().__init__(message, where=where, hint=hint)
+
+
 def load_onnx(data: bytes, text: bool = False, source: str = "<model>") -> onnx.ModelProto:
-    """Parse ONNX bytes (binary protobuf, or the text syntax if `text`)."""
+    """Parse and check ONNX bytes (binary protobuf, or the text syntax if `text`).
+
+    A binary model is checked before Python parses it, from the file's own
+    bytes: checking a parsed model would serialize it again, and the import's
+    peak memory would hold three copies of the weights instead of two.
+    """
     if text:
         try:
             model = onnx.parser.parse_model(data.decode("utf-8"))
@@ -53,31 +76,54 @@ def load_onnx(data: bytes, text: bool = False, source: str = "<model>") -> onnx.
                 where=source,
                 hint="fix the file (see onnx.parser's grammar)",
             ) from None
-    else:
-        try:
-            model = onnx.load_model_from_string(data)
-        except Exception as exc:  # protobuf DecodeError and friends
-            raise DlfusionError(
-                f"not a valid ONNX file ({type(exc).__name__}: {' '.join(str(exc).split())})",
-                where=source,
-                hint="check that the file is a complete binary ONNX model",
-            ) from None
+        _check(model, source)
+        _check_not_empty(model, source)
+        return model
+    try:
+        onnx.checker.check_model(data)
+    except Exception as exc:  # ValidationError, or the C++ parser's own error
+        model = _parse_binary(data, source)  # a decode error explains it best
+        _check_not_empty(model, source)
+        _raise_invalid(exc, source)
+    model = _parse_binary(data, source)
+    _check_not_empty(model, source)
+    return model
+
+
+def _parse_binary(data: bytes, source: str) -> onnx.ModelProto:
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise DlfusionError(
+            f"not a valid ONNX file ({type(exc).__name__}: {' '.join(str(exc).split())})",
+            where=source,
+            hint="check that the file is a complete binary ONNX model",
+        ) from None
+
+
+def _check_not_empty(model: onnx.ModelProto, source: str) -> None:
     if not model.graph.node and not model.graph.output:
         raise DlfusionError(
             "not a valid ONNX model (no graph nodes or outputs; truncated or not ONNX?)",
             where=source,
             hint="check that the file is a complete ONNX model",
         )
+
+
+def _check(model: onnx.ModelProto, source: str) -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = next((l for l in str(exc).splitlines() if l.strip()), str(exc))
-        raise DlfusionError(
-            f"invalid ONNX model: {first.strip()}",
-            where=source,
-            hint="the file is damaged or was written by a broken exporter",
-        ) from None
-    return model
+        _raise_invalid(exc, source)
+
+
+def _raise_invalid(exc: Exception, source: str):
+    first = next((l for l in str(exc).splitlines() if l.strip()), str(exc))
+    raise DlfusionError(
+        f"invalid ONNX model: {first.strip()}",
+        where=source,
+        hint="the file is damaged or was written by a broken exporter",
+    ) from None
 
 
 def import_onnx_stream(
@@ -87,8 +133,15 @@ def import_onnx_stream(
     input_shapes: dict[str, list[int]] | None = None,
     source: str = "<model>",
 ) -> ModuleOp:
-    """Read an ONNX model from `stream` and import it (the driver frontends)."""
-    return import_model(load_onnx(stream.read(), text, source), ctx, input_shapes, source)
+    """Read an ONNX model from `stream` and import it (the driver frontends).
+
+    The model read here is consumed: each initializer's bytes are released as
+    soon as its array is in the weight store, so the import's peak memory
+    stays near two copies of the weights (file bytes + parsed model)."""
+    data = stream.read()
+    model = load_onnx(data, text, source)
+    del data
+    return Importer(model, ctx, input_shapes or {}, source, consume=True).run()
 
 
 def import_model(
@@ -96,9 +149,13 @@ def import_model(
     ctx: Context,
     input_shapes: dict[str, list[int]] | None = None,
     source: str = "<model>",
+    constant_inputs: dict[str, np.ndarray] | None = None,
 ) -> ModuleOp:
-    """Import `model` into a module with one `func.func @main`."""
-    return Importer(model, ctx, input_shapes or {}, source).run()
+    """Import `model` into a module with one `func.func @main`.
+
+    `constant_inputs` maps graph input names to compile-time values (see the
+    module docstring); those inputs are not arguments of `@main`."""
+    return Importer(model, ctx, input_shapes or {}, source, constant_inputs or {}).run()
 
 
 def _value_name(name: str) -> str:
@@ -112,8 +169,14 @@ class Importer:
         ctx: Context,
         input_shapes: dict[str, list[int]],
         source: str,
+        constant_inputs: dict[str, np.ndarray] | None = None,
+        consume: bool = False,
     ):
         self.model = model
+        self.consume = consume
+        self.constant_inputs = dict(constant_inputs or {})
+        # tensor name -> the bound graph input its known value derives from
+        self.derived: dict[str, str] = {}
         self.graph = model.graph
         self.store = weight_store(ctx)
         self.input_shapes = dict(input_shapes)
@@ -129,6 +192,12 @@ class Importer:
         if node is not None:
             where += f": node '{node.name or node.output[0]}' ({node.op_type})"
         return DlfusionError(message, where=where, hint=hint)
+
+    def compile_time_error(
+        self, tensor: str, message: str, node: onnx.NodeProto, hint: str | None = None
+    ) -> CompileTimeValueError:
+        err = self.error(message, node, hint)
+        return CompileTimeValueError(tensor, err.message, err.where, err.hint)
 
     # -- setup --------------------------------------------------------------
     def _opset(self) -> int:
@@ -146,6 +215,14 @@ class Importer:
         return version
 
     def _input_type(self, inp: onnx.ValueInfoProto) -> TensorType:
+        kind = inp.type.WhichOneof("value")
+        if kind != "tensor_type":
+            what = {"sequence_type": "a sequence", "optional_type": "an optional",
+                    "map_type": "a map", "sparse_tensor_type": "a sparse tensor"}.get(kind, "not a tensor")
+            raise self.error(
+                f"graph input '{inp.name}' is {what}, not a tensor; dlfusion compiles float32 tensors",
+                hint="export the model with plain tensor inputs",
+            )
         ttype = inp.type.tensor_type
         if ttype.elem_type != onnx.TensorProto.FLOAT:
             name = onnx.TensorProto.DataType.Name(ttype.elem_type)
@@ -176,7 +253,7 @@ class Importer:
             return nn.tensor(fixed)
         shape = []
         for i, d in enumerate(dims):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value") and d.dim_value >= 0:
                 shape.append(d.dim_value)
             else:
                 what = f"'{d.dim_param}'" if d.HasField("dim_param") else "unknown"
@@ -199,6 +276,8 @@ class Importer:
         v = self.env[name]
         if isinstance(v, SSAValue):
             return v
+        if name in self.derived:
+            raise self._bound_as_data(name)
         key = id(v)
         if key not in self.weights:
             arr = v
@@ -211,6 +290,25 @@ class Importer:
             self.weights[key] = op.result
         return self.weights[key]
 
+    def _bound_as_data(self, name: str) -> DlfusionError:
+        source = self.derived[name]
+        dtype = onnx.helper.np_dtype_to_tensor_dtype(np.asarray(self.constant_inputs[source]).dtype)
+        through = "" if name == source else f" (through tensor '{name}')"
+        if dtype != onnx.TensorProto.FLOAT:
+            return DlfusionError(
+                f"graph input '{source}' has element type {onnx.TensorProto.DataType.Name(dtype)} "
+                f"and is used as data{through}; dlfusion compiles float32 feature maps",
+                where=self.source,
+                hint="non-float32 graph inputs can only carry compile-time values "
+                "(shapes, axes, pads, indices, flags)",
+            )
+        return DlfusionError(
+            f"graph input '{source}' is needed at compile time (as a parameter) and is "
+            f"also used as run-time data{through}",
+            where=self.source,
+            hint="make the parameter an initializer or a Constant",
+        )
+
     def shape(self, name: str) -> tuple[int, ...]:
         v = self.env[name]
         return tuple(v.shape) if isinstance(v, np.ndarray) else nn.shape_of(v)
@@ -220,9 +318,18 @@ class Importer:
         initializers = {t.name for t in self.graph.initializer}
         for t in self.graph.initializer:
             self.env[t.name] = numpy_helper.to_array(t)
+            if self.consume:  # the array owns a copy: drop the proto's bytes
+                t.ClearField("raw_data")
+        graph_inputs = {i.name for i in self.graph.input}
+        unknown = sorted(set(self.constant_inputs) - graph_inputs)
+        if unknown:
+            raise self.error(f"cannot bind {', '.join(unknown)}: not a graph input")
+        for name, value in self.constant_inputs.items():
+            self.env[name] = np.asarray(value)
+            self.derived[name] = name
         arg_types, arg_names = [], []
         for inp in self.graph.input:
-            if inp.name in initializers:
+            if inp.name in initializers or inp.name in self.constant_inputs:
                 continue
             arg_types.append(self._input_type(inp))
             arg_names.append(inp.name)
@@ -263,10 +370,29 @@ class Importer:
         rule = converters.RULES.get(node.op_type)
         if known and node.op_type not in converters.NEVER_FOLD:
             outputs = converters.fold(self, node)
+            # a value folded from a bound input is derived from it (a shape
+            # is not: it is static whatever the input's value)
+            sources = [self.derived[i] for i in inputs if i in self.derived]
+            if sources and node.op_type not in converters.SHAPE_ONLY:
+                for name in node.output:
+                    self.derived[name] = sources[0]
         elif rule is None:
             raise self.unsupported(node)
         else:
-            outputs = rule(self, node, converters.attributes(node))
+            last = self.block.last_op
+            try:
+                outputs = rule(self, node, converters.attributes(node))
+                # check the new layers here, where the node is known
+                op = self.block.first_op if last is None else last.next_op
+                while op is not None:
+                    op.verify()
+                    op = op.next_op
+            except VerifyException as exc:
+                raise self.error(
+                    f"invalid {node.op_type}: {' '.join(str(exc).split())}",
+                    node,
+                    hint="the model is not valid ONNX for these shapes",
+                ) from None
         for name, value in zip(node.output, outputs):
             if name == "":
                 continue
