@@ -180,9 +180,10 @@ class WeightOp(IRDLOperation):
             store.declare_resource(key)
         attrs = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":")
+        start = parser.pos
         typ = parser.parse_type()
         if not isinstance(typ, TensorType):
-            parser.raise_error(f"nn.weight must have a tensor type, got {typ}")
+            parser.raise_error(f"nn.weight must have a tensor type, got {typ}", start, parser.pos)
         op = cls(key, typ)
         op.attributes.update(attrs)
         return op

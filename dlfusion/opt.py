@@ -18,6 +18,8 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from dlfusion.cli import AtomicOutput, parse_input_shapes, run_cli
 from dlfusion.context import DIALECT_FACTORIES
 from dlfusion.dialects.weights import WeightStore
+from dlfusion.errors import DlfusionError
+from dlfusion.ir_io import NNMLIRTarget
 
 
 class DlfusionOptMain(xDSLOptMain):
@@ -62,6 +64,7 @@ class DlfusionOptMain(xDSLOptMain):
         from dlfusion.summary import SummaryTarget
 
         self.available_targets[SummaryTarget.name] = lambda: SummaryTarget
+        self.available_targets[NNMLIRTarget.name] = lambda: NNMLIRTarget
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
         super().register_all_arguments(arg_parser)
@@ -77,6 +80,15 @@ class DlfusionOptMain(xDSLOptMain):
             action="store_true",
             help="print the weight blobs in the file's dialect_resources section",
         )
+
+    def setup_pipeline(self):
+        try:
+            super().setup_pipeline()
+        except ValueError as exc:
+            raise DlfusionError(
+                f"bad pass pipeline '{self.args.passes}': {' '.join(str(exc).split())}",
+                hint="run with --help for the available passes",
+            ) from None
 
     def prepare_output(self) -> IO[str]:
         if self.args.output_file is None:
