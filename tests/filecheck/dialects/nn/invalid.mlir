@@ -9,7 +9,7 @@
 // -----
 
 // CHECK: {{^// -+$}}
-// CHECK:      invalid.mlir:[[@LINE+3]]:36
+// CHECK:      invalid.mlir:15:36
 // CHECK-NEXT: %w = nn.weight dense_resource<a> : f32
 // CHECK:      nn.weight must have a tensor type, got f32
 %w = nn.weight dense_resource<a> : f32
