@@ -7,6 +7,7 @@ from xdsl.dialects.arith import Arith
 from xdsl.dialects.builtin import Builtin
 from xdsl.dialects.func import Func
 
+from dlfusion.dialects.accel import Accel
 from dlfusion.dialects.nn import make_nn_dialect
 from dlfusion.dialects.weights import WeightStore, weight_store
 
@@ -14,6 +15,7 @@ from dlfusion.dialects.weights import WeightStore, weight_store
 # state (the nn weight store) belongs to one Context.
 DIALECT_FACTORIES = {
     "nn": make_nn_dialect,
+    "accel": lambda: Accel,
 }
 
 
