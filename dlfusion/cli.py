@@ -39,6 +39,10 @@ class AtomicOutput:
 
     def commit(self) -> None:
         self._file.close()
+        # mkstemp creates 0600; give the file the permissions open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
         os.replace(self._tmp, self.path)
 
     def discard(self) -> None:
