@@ -605,11 +605,8 @@ class PoolLayer(IRDLOperation):
         _check_result(self, self.expected_shape())
 
     @classmethod
-    def build(cls, x=None, kernel=None, strides=None, pads=None, ceil_mode=False, **extra):
-        if x is None:
-            # IRDLOperation.build(operands=..., properties=...): what the
-            # declarative assembly format's parser calls.
-            return super().build(**extra)
+    def make(cls, x: SSAValue, kernel, strides, pads, ceil_mode=False, **extra: Attribute):
+        """Build the layer with its result type computed from the window."""
         props = {
             "kernel": ints(kernel),
             "strides": ints(strides),

@@ -219,7 +219,7 @@ def _pool(imp: Importer, node, a, cls):
         if dilations != [1, 1]:
             raise imp.error("AveragePool with dilations is not supported", node)
         extra["count_include_pad"] = nn.IntegerAttr(a.get("count_include_pad", 0), nn.i64)
-    op = cls.build(x2, kernel, strides, pads, bool(a.get("ceil_mode", 0)), **extra)
+    op = cls.make(x2, kernel, strides, pads, bool(a.get("ceil_mode", 0)), **extra)
     y = imp.add(op)
     if lifted:
         s = nn.shape_of(y)
