@@ -21,8 +21,15 @@ def _canonicalize():
     return CanonicalizePass
 
 
+def _annotate_layers():
+    from dlfusion.passes.annotate_layers import AnnotateLayersPass
+
+    return AnnotateLayersPass
+
+
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "fold-batchnorm": _fold_batchnorm,
         "nn-canonicalize": _canonicalize,
+        "annotate-layers": _annotate_layers,
     }
