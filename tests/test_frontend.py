@@ -410,12 +410,9 @@ def test_torch_fixture_through_the_cli(tmp_path):
     assert "tensor<2x6xf32>" in (tmp_path / "out.mlir").read_text()
 
 
-# Known frontend defects (see the report of this test file's author): strict
-# xfails, so that a fix shows up as XPASS and the marker is removed.
+# Defects found in the frontend and fixed; each test pins the fix.
 
 
-@pytest.mark.xfail(strict=True, reason="frontend: ONNX text syntax errors are shown as a bytes "
-                   "repr with escaped newlines (b'[ParseError at ...]\\nError context: ...')")
 def test_text_syntax_error_is_readable(tmp_path):
     (tmp_path / "broken.onnxtxt").write_text(SYNTAX_ERROR_TEXT)
     line = assert_one_line_error(run_opt(["broken.onnxtxt"], tmp_path), ["broken.onnxtxt"])
@@ -423,8 +420,6 @@ def test_text_syntax_error_is_readable(tmp_path):
     assert re.search(r"\b4\b", line), f"no line number in {line!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="frontend: a contradicting --input-shape prints the "
-                   "model's symbolic dimension as 0 ('static shape [0, 3, 8, 8]')")
 def test_contradicting_input_shape_shows_symbolic_dims(tmp_path):
     (tmp_path / "dyn.onnx").write_bytes(zoo_like_model(dims=("N", 3, 8, 8)).SerializeToString())
     line = assert_one_line_error(
@@ -433,8 +428,6 @@ def test_contradicting_input_shape_shows_symbolic_dims(tmp_path):
     assert "[0," not in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="frontend: external data is looked up relative to the "
-                   "current directory, not to the model file (load_onnx gets bytes, no base dir)")
 def test_external_data_is_found_beside_the_model(tmp_path):
     (tmp_path / "models").mkdir()
     onnx.save(zoo_like_model(), tmp_path / "models" / "model.onnx", save_as_external_data=True,
@@ -443,12 +436,11 @@ def test_external_data_is_found_beside_the_model(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="frontend: onnx.checker rejects a graph input without a "
-                   "shape before --input-shape is applied (the importer's own 'has no shape' "
-                   "branch is unreachable, and the checker's message names no tensor)")
 def test_shapeless_input_is_fixed_by_input_shape(tmp_path):
     model = zoo_like_model()
     model.graph.input[0].type.tensor_type.ClearField("shape")
     (tmp_path / "model.onnx").write_bytes(model.SerializeToString())
     proc = run_opt(["model.onnx", "--input-shape", "input=1x3x8x8"], tmp_path)
     assert proc.returncode == 0, proc.stderr
+    line = assert_one_line_error(run_opt(["model.onnx"], tmp_path), ["'input'", "no shape", "--input-shape"])
+    assert "Field 'shape'" not in line

@@ -25,6 +25,8 @@ program must not be a constant folded from its own inputs).
 from __future__ import annotations
 
 import io
+import os
+import re
 from collections.abc import Callable
 from typing import IO
 
@@ -58,12 +60,16 @@ class CompileTimeValueError(DlfusionError):
         super().__init__(message, where=where, hint=hint)
 
 
-def load_onnx(data: bytes, text: bool = False, source: str = "<model>") -> onnx.ModelProto:
+def load_onnx(
+    data: bytes, text: bool = False, source: str = "<model>", base_dir: str | None = None
+) -> onnx.ModelProto:
     """Parse and check ONNX bytes (binary protobuf, or the text syntax if `text`).
 
     A binary model is checked before Python parses it, from the file's own
     bytes: checking a parsed model would serialize it again, and the import's
     peak memory would hold three copies of the weights instead of two.
+    External data is read from `base_dir` (by default the directory of
+    `source`, when that is a file).
     """
     if text:
         try:
@@ -71,11 +77,7 @@ def load_onnx(data: bytes, text: bool = False, source: str = "<model>") -> onnx.
         except UnicodeDecodeError:
             raise DlfusionError("not an ONNX text file (not UTF-8)", where=source) from None
         except onnx.parser.ParseError as exc:
-            raise DlfusionError(
-                f"ONNX text syntax error: {' '.join(str(exc).split())}",
-                where=source,
-                hint="fix the file (see onnx.parser's grammar)",
-            ) from None
+            raise _text_syntax_error(exc, source) from None
         _check(model, source)
         _check_not_empty(model, source)
         return model
@@ -84,10 +86,68 @@ def load_onnx(data: bytes, text: bool = False, source: str = "<model>") -> onnx.
     except Exception as exc:  # ValidationError, or the C++ parser's own error
         model = _parse_binary(data, source)  # a decode error explains it best
         _check_not_empty(model, source)
+        if _uses_external_data(model):
+            _load_external_data(model, source, base_dir)
+            _check(model, source)
+            return model
+        if _only_missing_shapes(model, exc):
+            return model  # the importer asks for --input-shape where needed
         _raise_invalid(exc, source)
     model = _parse_binary(data, source)
     _check_not_empty(model, source)
     return model
+
+
+def _text_syntax_error(exc: Exception, source: str) -> DlfusionError:
+    """onnx.parser reports `b'[ParseError at position (line: 4 column: 1)]
+    \\nError context: ...\\nExpected character ) not found.'`."""
+    raw = exc.args[0] if exc.args else str(exc)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if text.startswith(("b'", 'b"')):
+        text = text[2:-1].replace("\\n", "\n")
+    where = source
+    pos = re.search(r"line: (\d+) column: (\d+)", text)
+    if pos:
+        where = f"{source}:{pos.group(1)}:{pos.group(2)}"
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    message = lines[-1] if lines else "syntax error"
+    if message.startswith("[ParseError"):
+        message = "syntax error"
+    return DlfusionError(
+        f"ONNX text syntax error: {message[:200]}", where=where, hint="fix the file (see onnx.parser's grammar)"
+    )
+
+
+def _uses_external_data(model: onnx.ModelProto) -> bool:
+    return any(
+        t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
+    )
+
+
+def _load_external_data(model: onnx.ModelProto, source: str, base_dir: str | None) -> None:
+    from onnx.external_data_helper import load_external_data_for_model
+
+    if base_dir is None:
+        base_dir = os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else os.getcwd()
+    try:
+        load_external_data_for_model(model, base_dir)
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        raise DlfusionError(
+            f"cannot read the model's external data: {' '.join(str(exc).split())}",
+            where=source,
+            hint=f"keep the data files beside the model (looked in {base_dir})",
+        ) from None
+
+
+def _only_missing_shapes(model: onnx.ModelProto, exc: Exception) -> bool:
+    """The checker rejects a graph input or output without a shape; dlfusion
+    accepts it (an input's shape then comes from --input-shape)."""
+    if "Field 'shape' of 'type' is required but missing" not in str(exc):
+        return False
+    values = list(model.graph.input) + list(model.graph.output)
+    return any(
+        v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape") for v in values
+    )
 
 
 def _parse_binary(data: bytes, source: str) -> onnx.ModelProto:
@@ -158,7 +218,20 @@ def import_model(
     return Importer(model, ctx, input_shapes or {}, source, constant_inputs or {}).run()
 
 
+def _dim_text(d) -> str:
+    if d.HasField("dim_value") and d.dim_value > 0:
+        return str(d.dim_value)
+    return d.dim_param if d.HasField("dim_param") else "?"
+
+
+_TORCH_OUTPUT = re.compile(r"_output_\d+$")
+
+
 def _value_name(name: str) -> str:
+    """An SSA name hint for an ONNX tensor name. PyTorch's exporter writes
+    `/layer1/conv1/Conv_output_0`; that reads as `%layer1_conv1_Conv`."""
+    if name.startswith("/"):
+        name = _TORCH_OUTPUT.sub("", name.lstrip("/"))
     return sanitize_handle(name)
 
 
@@ -248,7 +321,7 @@ class Importer:
                 if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != f:
                     raise self.error(
                         f"--input-shape {inp.name}={'x'.join(map(str, fixed))} contradicts "
-                        f"the model's static shape {[x.dim_value for x in dims]}"
+                        f"the model's shape [{', '.join(_dim_text(x) for x in dims)}]"
                     )
             return nn.tensor(fixed)
         shape = []
