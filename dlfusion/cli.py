@@ -90,7 +90,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ValueError) and str(exc).startswith("Unrecognized passes"):
         return f"error: {exc}; run with --help to list the available passes"
     if isinstance(exc, ValueError) and "Unrecognized file extension" in str(exc):
-        return f"error: {exc}; use .mlir, .onnx or .onnxtxt, or choose one with -f"
+        return f"error: {exc}; use .mlir, .onnx, .onnxtxt or .s (an accel-asm listing), or choose one with -f"
     if isinstance(exc, OSError) and exc.filename:
         return f"error: cannot open '{exc.filename}': {exc.strerror}"
     if isinstance(exc, ValueError):
