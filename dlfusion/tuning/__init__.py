@@ -1,0 +1,1 @@
+"""Tuning: kernel measurements, fusion/core strategies and plans."""
