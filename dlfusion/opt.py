@@ -59,12 +59,26 @@ class DlfusionOptMain(xDSLOptMain):
         self.available_frontends["onnx"] = onnx_frontend(False)
         self.available_frontends["onnxtxt"] = onnx_frontend(True)
 
+        def asm_frontend(io: IO[bytes]):
+            from dlfusion.asm.loader import load_listing
+
+            return load_listing(io.read().decode("utf-8", errors="replace"), self.ctx, self.get_input_name())
+
+        self.available_frontends["s"] = asm_frontend
+
     def register_all_targets(self):
         super().register_all_targets()
         from dlfusion.summary import SummaryTarget
 
         self.available_targets[SummaryTarget.name] = lambda: SummaryTarget
         self.available_targets[NNMLIRTarget.name] = lambda: NNMLIRTarget
+
+        def accel_asm():
+            from dlfusion.asm.printer import AccelAsmTarget
+
+            return AccelAsmTarget
+
+        self.available_targets["accel-asm"] = accel_asm
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser):
         super().register_all_arguments(arg_parser)

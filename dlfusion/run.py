@@ -11,6 +11,14 @@ instead of printing the program, `@main` is interpreted. One summary line per
 output goes to stdout (or `-o`): name, dtype, shape, min, max, mean and a CRC-32
 of the raw float32 bytes. `--outputs` writes the outputs, under the graph's
 output names, as an .npz archive that appears only when complete.
+
+A module holding an `accel.program` (a model lowered with `-p lower-to-accel`)
+runs on the simulated accelerator instead (`dlfusion.sim`): the output lines
+are followed by the simulated latency, and `--report`, `--trace`, `--gantt`
+write the JSON report, a Chrome trace and a per-core timeline chart;
+`--timing-only` accounts time without computing tensors.
+
+    dlfusion-run model.onnx -p lower-to-accel --report r.json --trace t.json
 """
 
 from __future__ import annotations
@@ -149,6 +157,30 @@ class DlfusionRunMain(DlfusionOptMain):
             default=0,
             help="seed of the random inputs used without --inputs (default 0)",
         )
+        # -- accel programs: the simulated accelerator (dlfusion.sim) --------------
+        arg_parser.add_argument(
+            "--report",
+            metavar="REPORT.json",
+            help="accel programs: write the simulator's JSON report (latency per kernel, "
+            "DRAM bytes, busy time per core and unit)",
+        )
+        arg_parser.add_argument(
+            "--trace",
+            metavar="TRACE.json",
+            help="accel programs: write a Chrome trace-event timeline, one track per core "
+            "(opens in Perfetto)",
+        )
+        arg_parser.add_argument(
+            "--gantt",
+            metavar="TIMELINE.png",
+            help="accel programs: write a per-core timeline chart (PNG)",
+        )
+        arg_parser.add_argument(
+            "--timing-only",
+            action="store_true",
+            help="accel programs: account time without computing tensors (same latency, "
+            "no outputs; weights need no data)",
+        )
 
     # -- the steps ----------------------------------------------------------------
     def run(self):
@@ -166,6 +198,7 @@ class DlfusionRunMain(DlfusionOptMain):
                     f"cannot write outputs '{self.args.outputs}': "
                     f"no such directory '{directory}'"
                 )
+        _check_sim_args(self.args)
         if self.args.inputs:
             self._inputs = load_npz(self.args.inputs)
         super().run()
@@ -182,6 +215,17 @@ class DlfusionRunMain(DlfusionOptMain):
         return self._inputs
 
     def output_resulting_program(self, prog: ModuleOp) -> str:
+        from dlfusion.sim import has_program
+
+        if has_program(prog):
+            return self.simulate_program(prog)
+        flags = _sim_flags(self.args)
+        if flags:
+            raise DlfusionError(
+                f"{', '.join(flags)} appl{'ies' if len(flags) == 1 else 'y'} to accel programs, and "
+                f"'{self.get_input_name()}' holds none after the pipeline",
+                hint="lower the model with `-p lower-to-accel`",
+            )
         try:
             outputs = run_module(prog, self.ctx, self.inputs_for(prog))
         except DlfusionError as exc:
@@ -190,6 +234,85 @@ class DlfusionRunMain(DlfusionOptMain):
             raise exc from None
         self.results.append(outputs)
         return summarize(outputs)
+
+    def simulate_program(self, prog: ModuleOp) -> str:
+        return _simulate_program(self, prog)
+
+
+def _sim_flags(args: argparse.Namespace) -> list[str]:
+    return [
+        flag
+        for flag, on in (
+            ("--report", args.report),
+            ("--trace", args.trace),
+            ("--gantt", args.gantt),
+            ("--timing-only", args.timing_only),
+        )
+        if on
+    ]
+
+
+def _check_sim_args(args: argparse.Namespace) -> None:
+    files = [f for f in ("report", "trace", "gantt") if getattr(args, f)]
+    if files and args.split_input_file:
+        raise DlfusionError(
+            f"--{files[0]} takes the report of one program",
+            hint="run the chunks of a --split-input-file separately",
+        )
+    if args.timing_only and args.outputs:
+        raise DlfusionError(
+            "--outputs needs the computed outputs, which --timing-only skips",
+            hint="drop one of the two options",
+        )
+    for what in files:
+        path = getattr(args, what)
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise DlfusionError(f"cannot write {what} '{path}': no such directory '{directory}'")
+
+
+def _simulate_program(tool: DlfusionRunMain, prog: ModuleOp) -> str:
+    """Run an accel program on the simulator; write --report/--trace/--gantt."""
+    from dlfusion.sim import check_program_inputs, find_program, random_program_inputs, simulate
+    from dlfusion.sim.report import write_gantt, write_report, write_trace
+
+    args = tool.args
+    try:
+        program = find_program(prog)
+        inputs = None
+        if not args.timing_only:
+            if tool._inputs is None:
+                inputs = random_program_inputs(program, args.seed)
+            else:
+                try:
+                    inputs = check_program_inputs(program, tool._inputs)
+                except DlfusionError as exc:
+                    raise DlfusionError(exc.message, where=args.inputs, hint=exc.hint) from None
+        result = simulate(
+            prog,
+            tool.ctx,
+            inputs,
+            timing_only=args.timing_only,
+            record_events=bool(args.trace or args.gantt),
+        )
+    except DlfusionError as exc:
+        if exc.where is None:
+            exc = DlfusionError(exc.message, where=tool.get_input_name(), hint=exc.hint)
+        raise exc from None
+    if args.report:
+        write_report(args.report, result.report)
+    if args.trace:
+        write_trace(args.trace, result)
+    if args.gantt:
+        write_gantt(args.gantt, result)
+    tool.results.append(result.outputs)
+    report = result.report
+    nk = len(report["kernels"])
+    line = (
+        f"latency: {report['total_us']:.3f} us on {report['target']} "
+        f"({nk} kernel{'' if nk == 1 else 's'}, {report['instructions']} instructions)\n"
+    )
+    return (summarize(result.outputs) if result.outputs else "") + line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

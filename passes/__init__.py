@@ -27,9 +27,16 @@ def _annotate_layers():
     return AnnotateLayersPass
 
 
+def _lower_to_accel():
+    from dlfusion.passes.lower_to_accel import LowerToAccelPass
+
+    return LowerToAccelPass
+
+
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "fold-batchnorm": _fold_batchnorm,
         "nn-canonicalize": _canonicalize,
+        "lower-to-accel": _lower_to_accel,
         "annotate-layers": _annotate_layers,
     }

@@ -1,0 +1,447 @@
+"""The simulator's time account: an event-driven model of the accelerator.
+
+Everything here follows "The timing model" of docs/accelerator.md and reads
+only numbers (shapes, sizes, attributes), never tensor values, so that a
+timing-only run and a full run give the same latency by construction.
+
+Two parts:
+
+* `TimingModel`: the cost equations of one target (MAC array cycles with lane
+  padding, vector unit cycles, DMA and interconnect parameters, launch,
+  dispatch and barrier costs), in nanoseconds.
+* `Machine`: runs kernels one after another. A kernel is a list of
+  instructions (`Instr`) that every core executes in order (SPMD); cores
+  `active` and above execute only the collectives. `Machine.run_kernel`
+  simulates all cores of the kernel together: compute instructions advance a
+  core's own clock; DMAs pay `dma_latency` and then share the DRAM bandwidth
+  with every other transfer in flight (processor sharing: while `m` transfers
+  move data each progresses at `BW / m`); barriers release every core at
+  `max(arrival) + barrier_base + barrier_per_core * n`; an exchange is a
+  barrier followed by an interconnect transfer of the bytes a core receives
+  (latency, then a share of the interconnect bandwidth).
+
+Conventions the spec leaves open, fixed here:
+
+* a DMA whose size is 0 for a core (and an exchange that brings a core no
+  bytes) is not issued on that core: it costs nothing;
+* `accel.alloc` is a declaration, not an instruction: no time, not counted;
+* a kernel's latency in the report includes its launch cost, so the kernel
+  latencies add up to the total.
+
+Processor sharing is event-driven with virtual time: a resource keeps `S`, the
+bytes each in-flight transfer has received so far (growing at `BW / m`); a
+transfer joining with `n` bytes finishes when `S` reaches `S_join + n`. The
+next event is the earliest of the next join (a DMA's latency ends), the next
+resumption (a barrier release) and the next transfer completion; `S` is
+re-divided at each one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from dlfusion.errors import DlfusionError
+from dlfusion.targets import AcceleratorTarget
+
+# instruction codes
+COMPUTE = 0
+DMA = 1
+BARRIER = 2
+EXCHANGE = 3
+
+# units (busy-time accounts of a core)
+UNITS = ("dma", "mac", "vector", "interconnect")
+SYNC = "sync"  # waiting at a barrier: not busy
+
+# event kinds of the main queue
+_JOIN_DRAM = 0
+_JOIN_IC = 1
+_RESUME = 2
+
+_INF = math.inf
+
+
+# --------------------------------------------------------------------------
+# cost equations
+# --------------------------------------------------------------------------
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+#: vector-unit work per output element of `accel.eltwise` kinds (and fill)
+ELTWISE_WORK = {
+    "fill": 1,
+    "relu": 1,
+    "clip": 1,
+    "add": 1,
+    "sub": 1,
+    "mul": 1,
+    "leaky_relu": 1,
+    "div": 2,
+    "hard_sigmoid": 2,
+    "hard_swish": 2,
+    "sigmoid": 4,
+}
+
+
+@dataclass(frozen=True)
+class TimingModel:
+    """The cost equations of docs/accelerator.md for one target; times in ns."""
+
+    target: AcceleratorTarget
+    element_bytes: int
+
+    @property
+    def clock_ghz(self) -> float:
+        return self.target.clock_ghz
+
+    # -- MAC array ---------------------------------------------------------
+    def conv_cycles(self, n: int, ho: int, wo: int, kh: int, kw: int, co: int, ci_g: int, groups: int) -> int:
+        """N·Ho·Wo·kh·kw · ceil(Co_g/Lo) · ceil(Ci_g/Li) · g; depthwise
+        (Ci_g = 1): N·Ho·Wo·kh·kw · ceil(Co/Lo)."""
+        lo, li = self.target.mac_lanes_out, self.target.mac_lanes_in
+        base = n * ho * wo * kh * kw
+        if ci_g == 1:
+            return base * ceil_div(co, lo)
+        co_g = co // groups
+        return base * ceil_div(co_g, lo) * ceil_div(ci_g, li) * groups
+
+    def matmul_cycles(self, m: int, n: int, k: int) -> int:
+        """M · ceil(N/Lo) · ceil(K/Li)."""
+        return m * ceil_div(n, self.target.mac_lanes_out) * ceil_div(k, self.target.mac_lanes_in)
+
+    # -- vector unit ---------------------------------------------------------
+    def vector_cycles(self, n_out: int, work: int) -> int:
+        """ceil(n / V) · w."""
+        return ceil_div(n_out, self.target.vector_lanes) * work
+
+    # -- time ------------------------------------------------------------------
+    def compute_ns(self, cycles: int) -> float:
+        """(instruction_overhead + cycles) / f."""
+        return (self.target.instruction_overhead_cycles + cycles) / self.target.clock_ghz
+
+    def dma_bytes(self, elements: int) -> int:
+        return elements * self.element_bytes
+
+    @property
+    def dram_bytes_per_ns(self) -> float:
+        return self.target.dram_bandwidth_gbps
+
+    @property
+    def ic_bytes_per_ns(self) -> float:
+        return self.target.interconnect_bandwidth_gbps
+
+    @property
+    def dma_latency_ns(self) -> float:
+        return self.target.dma_latency_ns
+
+    @property
+    def ic_latency_ns(self) -> float:
+        return self.target.interconnect_latency_ns
+
+    @property
+    def launch_ns(self) -> float:
+        return self.target.kernel_launch_us * 1e3
+
+    @property
+    def dispatch_ns(self) -> float:
+        return self.target.core_dispatch_us * 1e3
+
+    def barrier_ns(self, cores: int) -> float:
+        """barrier_base + barrier_per_core · n."""
+        return (self.target.barrier_base_us + self.target.barrier_per_core_us * cores) * 1e3
+
+
+# --------------------------------------------------------------------------
+# instructions and kernels
+# --------------------------------------------------------------------------
+
+
+class Instr(NamedTuple):
+    """One instruction of a kernel's SPMD stream.
+
+    COMPUTE: `payload` is the duration in ns (the same on every active core).
+    DMA: `payload` is the bytes per core (a tuple of length `cores`; 0 for a
+    core that moves nothing). EXCHANGE: `payload` is the bytes each core
+    receives (length `cores`). BARRIER: `payload` is None.
+    """
+
+    code: int
+    label: str
+    unit: str
+    payload: object
+
+
+class Event(NamedTuple):
+    """One entry of a core's timeline; times in ns."""
+
+    core: int
+    kernel: int
+    label: str
+    unit: str  # one of UNITS, or "sync" for a barrier wait
+    start: float
+    end: float
+
+
+@dataclass
+class KernelStats:
+    name: str
+    cores: int
+    active: int
+    launch_start_ns: float = 0.0  # when the launch began (end of the previous kernel)
+    start_ns: float = 0.0  # start_k: core 0 is dispatched
+    end_ns: float = 0.0
+    dram_bytes_read: int = 0
+    dram_bytes_written: int = 0
+    interconnect_bytes: int = 0
+    instructions: int = 0  # executed instruction instances, over all cores
+
+    @property
+    def latency_ns(self) -> float:
+        """end_k - end_{k-1}: launch, dispatch and execution."""
+        return self.end_ns - self.launch_start_ns
+
+
+@dataclass
+class KernelProgram:
+    """A kernel's instruction stream, as recorded by the interpreter."""
+
+    name: str
+    cores: int
+    active: int
+    instrs: list[Instr] = field(default_factory=list)
+
+    def compute(self, label: str, unit: str, ns: float) -> None:
+        self.instrs.append(Instr(COMPUTE, label, unit, ns))
+
+    def dma(self, label: str, bytes_per_core: tuple[int, ...]) -> None:
+        self.instrs.append(Instr(DMA, label, "dma", bytes_per_core))
+
+    def barrier(self) -> None:
+        self.instrs.append(Instr(BARRIER, "barrier", SYNC, None))
+
+    def exchange(self, bytes_per_core: tuple[int, ...]) -> None:
+        self.instrs.append(Instr(EXCHANGE, "exchange", "interconnect", bytes_per_core))
+
+
+class _Shared:
+    """A bandwidth shared equally by the transfers in flight (processor
+    sharing), with virtual time `S` = bytes received by each transfer."""
+
+    __slots__ = ("bw", "S", "t", "m", "heap")
+
+    def __init__(self, bytes_per_ns: float):
+        self.bw = bytes_per_ns
+        self.S = 0.0
+        self.t = 0.0
+        self.m = 0
+        self.heap: list[tuple[float, int, int]] = []
+
+    def _advance(self, now: float) -> None:
+        if self.m:
+            self.S += (now - self.t) * self.bw / self.m
+        self.t = now
+
+    def join(self, now: float, nbytes: int, seq: int, core: int) -> None:
+        self._advance(now)
+        heapq.heappush(self.heap, (self.S + nbytes, seq, core))
+        self.m += 1
+
+    def next_time(self) -> float:
+        if not self.heap:
+            return _INF
+        return self.t + (self.heap[0][0] - self.S) * self.m / self.bw
+
+    def pop(self, now: float) -> int:
+        tag, _, core = heapq.heappop(self.heap)
+        self.m -= 1
+        self.t = now
+        if self.m:
+            self.S = tag
+        else:  # idle: restart the virtual clock (keeps the tags small)
+            self.S = 0.0
+            self.heap.clear()
+        return core
+
+
+# --------------------------------------------------------------------------
+# the machine
+# --------------------------------------------------------------------------
+
+
+class Machine:
+    """Runs kernels in order and accounts time per core and unit."""
+
+    def __init__(self, model: TimingModel, record_events: bool = True):
+        self.model = model
+        self.record_events = record_events
+        self.now = 0.0  # end of the last kernel
+        self.kernels: list[KernelStats] = []
+        self.events: list[Event] = []
+        n = model.target.cores
+        self.busy: list[dict[str, float]] = [dict.fromkeys(UNITS, 0.0) for _ in range(n)]
+        self.instructions = 0
+
+    @property
+    def total_ns(self) -> float:
+        return self.now
+
+    def run_kernel(self, prog: KernelProgram) -> KernelStats:
+        """Simulate one kernel on all its cores; returns its statistics."""
+        m = self.model
+        n, active = prog.cores, prog.active
+        if n > m.target.cores:
+            raise DlfusionError(
+                f"kernel '{prog.name}' uses {n} cores; target '{m.target.name}' has {m.target.cores}"
+            )
+        k = len(self.kernels)
+        stats = KernelStats(prog.name, n, active, launch_start_ns=self.now)
+        start = self.now + m.launch_ns
+        stats.start_ns = start
+        dispatch = m.dispatch_ns
+        dma_lat, ic_lat = m.dma_latency_ns, m.ic_latency_ns
+        barrier_cost = m.barrier_ns(n)
+        record = self.record_events
+        events = self.events
+        busy = self.busy
+
+        full = prog.instrs
+        idle = [ins for ins in full if ins.code == BARRIER or ins.code == EXCHANGE]
+        streams = [full if c < active else idle for c in range(n)]
+        pc = [0] * n
+        finish = [start] * n
+        issue = [0.0] * n  # start of the DMA / interconnect transfer in flight
+        label_of = [""] * n
+        done = [False] * n
+
+        # DRAM byte counters (whole kernel, over the active cores)
+        for ins in full:
+            if ins.code == DMA:
+                total = sum(ins.payload[:active])
+                if ins.label == "store":
+                    stats.dram_bytes_written += total
+                else:
+                    stats.dram_bytes_read += total
+            elif ins.code == EXCHANGE:
+                stats.interconnect_bytes += sum(ins.payload)
+        executed = 0
+        for c in range(n):
+            s = streams[c]
+            if c < active:
+                for ins in s:
+                    if ins.code != DMA or ins.payload[c]:
+                        executed += 1
+            else:
+                executed += len(s)
+        stats.instructions = executed
+
+        dram = _Shared(m.dram_bytes_per_ns)
+        ic = _Shared(m.ic_bytes_per_ns)
+        queue: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, core, bytes)
+        seq = 0
+
+        # barrier state
+        arrived: list[tuple[int, float]] = []
+        pending_exchange: Instr | None = None
+
+        def release(now_max: float) -> None:
+            nonlocal seq, pending_exchange
+            r = now_max + barrier_cost
+            ins = pending_exchange
+            for c, t_arr in arrived:
+                if record:
+                    events.append(Event(c, k, "barrier" if ins is None else "exchange.barrier", SYNC, t_arr, r))
+                nbytes = ins.payload[c] if ins is not None else 0
+                seq += 1
+                if nbytes:
+                    issue[c] = r
+                    heapq.heappush(queue, (r + ic_lat, seq, _JOIN_IC, c, nbytes))
+                else:
+                    heapq.heappush(queue, (r, seq, _RESUME, c, 0))
+            arrived.clear()
+            pending_exchange = None
+
+        def run_core(c: int, t: float) -> None:
+            """Core `c` is free at time `t`: run it up to its next DMA or
+            collective (compute only advances its own clock)."""
+            nonlocal seq, pending_exchange
+            s = streams[c]
+            i = pc[c]
+            b = busy[c]
+            while i < len(s):
+                code, label, unit, payload = s[i]
+                i += 1
+                if code == COMPUTE:
+                    end = t + payload
+                    b[unit] += payload
+                    if record:
+                        events.append(Event(c, k, label, unit, t, end))
+                    t = end
+                elif code == DMA:
+                    nbytes = payload[c]
+                    if not nbytes:
+                        continue
+                    pc[c] = i
+                    issue[c] = t
+                    label_of[c] = label
+                    seq += 1
+                    heapq.heappush(queue, (t + dma_lat, seq, _JOIN_DRAM, c, nbytes))
+                    return
+                else:  # BARRIER or EXCHANGE
+                    pc[c] = i
+                    arrived.append((c, t))
+                    if code == EXCHANGE:
+                        pending_exchange = s[i - 1]
+                    if len(arrived) == n:
+                        release(max(a for _, a in arrived))
+                    return
+            pc[c] = i
+            finish[c] = t
+            done[c] = True
+
+        for c in range(n):
+            run_core(c, start + c * dispatch)
+
+        while True:
+            t_q = queue[0][0] if queue else _INF
+            t_d = dram.next_time()
+            t_i = ic.next_time()
+            if t_d <= t_q and t_d <= t_i:
+                if t_d == _INF:
+                    break
+                c = dram.pop(t_d)
+                busy[c]["dma"] += t_d - issue[c]
+                if record:
+                    events.append(Event(c, k, label_of[c], "dma", issue[c], t_d))
+                run_core(c, t_d)
+            elif t_i <= t_q:
+                c = ic.pop(t_i)
+                busy[c]["interconnect"] += t_i - issue[c]
+                if record:
+                    events.append(Event(c, k, "exchange", "interconnect", issue[c], t_i))
+                run_core(c, t_i)
+            else:
+                t, _, kind, c, nbytes = heapq.heappop(queue)
+                seq += 1
+                if kind == _JOIN_DRAM:
+                    dram.join(t, nbytes, seq, c)
+                elif kind == _JOIN_IC:
+                    ic.join(t, nbytes, seq, c)
+                else:
+                    run_core(c, t)
+
+        if not all(done):
+            stuck = [c for c in range(n) if not done[c]]
+            raise DlfusionError(
+                f"kernel '{prog.name}': cores {stuck} never finished (unmatched collectives)"
+            )
+        stats.end_ns = max(finish)
+        self.now = stats.end_ns
+        self.instructions += executed
+        self.kernels.append(stats)
+        return stats
