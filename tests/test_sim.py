@@ -126,7 +126,8 @@ class Kernel:
 
 def conv_layer(b: Builder, x, x_shape, w, bias, cores, pad=1, relu=True, name="conv"):
     """A conv split over `cores` by output channels, as lower-to-accel does:
-    each core loads the whole (padded) input and its weight chunk."""
+    the whole input is one shared load entry (multicast to the active cores),
+    each core loads its own weight chunk."""
     n, c, h, wd = x_shape
     co = w.shape[0]
     lanes = MLU.mac_lanes_out
@@ -535,6 +536,195 @@ def test_equal_concurrent_dmas_take_n_times_as_long(tmp_path):
     assert durs == pytest.approx([expect] * n, rel=1e-6)
 
 
+# -- multicast loads ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 8])
+def test_multicast_is_one_transfer_after_the_last_core_arrives(n):
+    """n cores loading the same slice: the earlier cores wait (idle) for the
+    last one (dispatched last); then one transfer pays the DMA latency once
+    and moves the bytes once at the whole bandwidth, ending on every core at
+    the same time. The DRAM counter counts the slice once."""
+    m = machine()
+    nbytes = 200_000
+    kp = KernelProgram("k", n, n)
+    kp.dma("load", (nbytes,) * n, slices=("x",) * n)
+    st = m.run_kernel(kp)
+    bw, lat, d = MLU.dram_bandwidth_gbps, MLU.dma_latency_ns, MLU.core_dispatch_us * 1e3
+    s = MLU.kernel_launch_us * 1e3
+    t0 = s + (n - 1) * d  # the last core arrives
+    end = t0 + lat + nbytes / bw
+    dma = sorted((e for e in m.events if e.unit == "dma"), key=lambda e: e.core)
+    assert [e.core for e in dma] == list(range(n))
+    for e in dma:
+        assert e.label == "load.multicast"
+        assert e.start == pytest.approx(t0) and e.end == pytest.approx(end, rel=1e-12)
+    waits = sorted((e for e in m.events if e.unit == "sync"), key=lambda e: e.core)
+    assert [e.core for e in waits] == list(range(n - 1))
+    for e in waits:
+        assert e.start == pytest.approx(s + e.core * d) and e.end == pytest.approx(t0)
+    # the wait is idle time, not DMA time
+    for c in range(n):
+        assert m.busy[c]["dma"] == pytest.approx(lat + nbytes / bw, rel=1e-12)
+    assert m.total_ns == pytest.approx(end, rel=1e-12)
+    assert st.dram_bytes_read == nbytes
+    assert st.multicast_transfers == 1 and st.multicast_bytes_saved == (n - 1) * nbytes
+    assert st.instructions == n  # executed on every core
+
+
+def test_different_slices_share_the_bandwidth_as_before():
+    """Two cores loading different slices: two transfers in processor sharing,
+    exactly as a load without slice keys (see
+    test_two_dmas_share_the_bandwidth)."""
+    b0, b1 = 200_000, 300_000
+    runs = []
+    for slices in (None, ("a", "b")):
+        m = machine()
+        kp = KernelProgram("k", 2, 2)
+        kp.dma("load", (b0, b1), slices=slices)
+        st = m.run_kernel(kp)
+        runs.append((m, st))
+    (m0, st0), (m1, st1) = runs
+    assert m1.events == m0.events and m1.total_ns == m0.total_ns
+    assert st1.dram_bytes_read == st0.dram_bytes_read == b0 + b1
+    assert st1.multicast_transfers == 0 and st1.multicast_bytes_saved == 0
+    bw, lat, d = MLU.dram_bandwidth_gbps, MLU.dma_latency_ns, MLU.core_dispatch_us * 1e3
+    s = MLU.kernel_launch_us * 1e3
+    t1 = s + d + lat
+    r0 = b0 - (t1 - s - lat) * bw
+    end0 = t1 + 2 * r0 / bw
+    end1 = end0 + (b1 - r0) / bw
+    ends = {e.core: e.end for e in m1.events}
+    assert ends[0] == pytest.approx(end0, rel=1e-12) and ends[1] == pytest.approx(end1, rel=1e-12)
+    assert not [e for e in m1.events if e.unit == "sync"]
+
+
+def test_multicast_and_unicast_mixed():
+    """Cores 0 and 2 load slice A together, core 1 its own slice B. Core 1's
+    transfer starts when it arrives and runs alone; the multicast starts when
+    core 2 (the last of its set) arrives and then shares the bandwidth with
+    core 1's as ONE transfer (each at BW / 2, not BW / 3)."""
+    m = machine()
+    a, b = 100_000, 300_000
+    kp = KernelProgram("k", 3, 3)
+    kp.dma("load", (a, b, a), slices=("A", "B", "A"))
+    st = m.run_kernel(kp)
+    bw, lat, d = MLU.dram_bandwidth_gbps, MLU.dma_latency_ns, MLU.core_dispatch_us * 1e3
+    s = MLU.kernel_launch_us * 1e3
+    t2 = s + 2 * d + lat  # the multicast joins
+    r1 = b - d * bw  # core 1's rest then (it ran alone for one dispatch interval)
+    assert r1 > a
+    end_a = t2 + 2 * a / bw
+    end_b = end_a + (r1 - a) / bw
+    dma = {e.core: e for e in m.events if e.unit == "dma"}
+    assert dma[0].start == dma[2].start == pytest.approx(s + 2 * d)
+    assert dma[0].end == dma[2].end == pytest.approx(end_a, rel=1e-12)
+    assert dma[1].label == "load" and dma[1].start == pytest.approx(s + d)
+    assert dma[1].end == pytest.approx(end_b, rel=1e-12)
+    waits = [(e.core, e.start, e.end) for e in m.events if e.unit == "sync"]
+    assert waits == [(0, pytest.approx(s), pytest.approx(s + 2 * d))]
+    assert m.busy[0]["dma"] == pytest.approx(end_a - s - 2 * d, rel=1e-12)
+    assert m.busy[1]["dma"] == pytest.approx(end_b - s - d, rel=1e-12)
+    assert st.dram_bytes_read == a + b
+    assert st.multicast_transfers == 1 and st.multicast_bytes_saved == a
+
+
+def test_multicast_waits_for_a_core_delayed_by_its_own_load():
+    """A unicast load of different sizes, then a shared slice: the core whose
+    first load took longer arrives last, and the multicast starts then; the
+    store after it is per core again (stores are never multicast)."""
+    m = machine()
+    b0, b1, shared = 400_000, 40_000, 100_000
+    kp = KernelProgram("k", 2, 2)
+    kp.dma("load", (b0, b1), slices=("w0", "w1"))
+    kp.dma("load", (shared, shared), slices=("x", "x"))
+    kp.dma("store", (1000, 1000))
+    st = m.run_kernel(kp)
+    bw, lat, d = MLU.dram_bandwidth_gbps, MLU.dma_latency_ns, MLU.core_dispatch_us * 1e3
+    s = MLU.kernel_launch_us * 1e3
+    # first loads: core 0 alone for one dispatch interval, then both share
+    t1 = s + d + lat
+    r0 = b0 - d * bw
+    assert r0 > b1
+    end1 = t1 + 2 * b1 / bw  # core 1's small load ends first
+    end0 = end1 + (r0 - b1) / bw
+    # core 1 waits at the multicast from end1 to end0
+    start = end0
+    end_mc = start + lat + shared / bw
+    ev = {(e.core, e.label): e for e in m.events}
+    assert ev[(0, "load")].end == pytest.approx(end0, rel=1e-12)
+    assert ev[(1, "load")].end == pytest.approx(end1, rel=1e-12)
+    w = ev[(1, "load.multicast.wait")]
+    assert w.unit == "sync" and w.start == pytest.approx(end1, rel=1e-12) and w.end == pytest.approx(end0, rel=1e-12)
+    assert (0, "load.multicast.wait") not in ev
+    for c in (0, 1):
+        assert ev[(c, "load.multicast")].start == pytest.approx(start, rel=1e-12)
+        assert ev[(c, "load.multicast")].end == pytest.approx(end_mc, rel=1e-12)
+        assert ev[(c, "store")].start == pytest.approx(end_mc, rel=1e-12)
+    assert st.dram_bytes_read == b0 + b1 + shared and st.dram_bytes_written == 2000
+    with pytest.raises(ValueError, match="stores are never multicast"):
+        kp.dma("store", (1, 1), slices=("y", "y"))
+
+
+def _broadcast_program(load):
+    """4 cores load from x (1, 8, 4, 4) with `load(kernel, buf, xin)` into a
+    zeroed (1, 8, 4, 4) buffer; core c stores its buffer to y[c]."""
+    b = Builder()
+    x = b.input("x", (1, 8, 4, 4))
+    y = b.temp("y", (4, 8, 4, 4))
+    k = b.kernel("bc", 4, 4, [x, y])
+    xin, yout = k.args
+    buf = k.alloc((1, 8, 4, 4))
+    k.fill(buf, 0.0)
+    load(k, buf, xin)
+    k.store(yout, buf, [(0, 0, 0, 0)], [(1, 8, 4, 4)], [(c, 0, 0, 0) for c in range(4)])
+    return b, b.finish({"y": y})
+
+
+def test_multicast_in_programs_counts_bytes_once_and_delivers_to_every_core():
+    """Through the interpreter: a shared entry and identical per-core entries
+    are the same multicast (same report, same time); per-core entries with
+    two distinct slices are two multicasts (dst_offsets may differ within a
+    set). Every core gets its data; the byte counter counts each slice once."""
+    xv = rand(1, 8, 4, 4, seed=1)
+    eb = MLU.element_bytes
+    whole = 8 * 16 * eb
+
+    b1, shared = _broadcast_program(lambda k, buf, x: k.load(buf, x, [(0, 0, 0, 0)], [(1, 8, 4, 4)], [(0, 0, 0, 0)]))
+    b2, per_core = _broadcast_program(
+        lambda k, buf, x: k.load(buf, x, [(0, 0, 0, 0)] * 4, [(1, 8, 4, 4)] * 4, [(0, 0, 0, 0)] * 4)
+    )
+    r1 = simulate(shared, b1.ctx, {"x": xv})
+    r2 = simulate(per_core, b2.ctx, {"x": xv})
+    for r in (r1, r2):
+        np.testing.assert_array_equal(r.outputs["y"], np.concatenate([xv] * 4))
+        k = r.report["kernels"][0]
+        assert k["dram_bytes_read"] == whole and k["dram_bytes_written"] == 4 * whole
+        assert k["multicast_transfers"] == 1 and k["multicast_bytes_saved"] == 3 * whole
+        mc = [e for e in r.events if e.label == "load.multicast"]
+        assert sorted(e.core for e in mc) == [0, 1, 2, 3]
+        assert len({(e.start, e.end) for e in mc}) == 1
+    assert r1.report == r2.report and r1.events == r2.events
+
+    # cores 0, 1 read channels [0, 4), cores 2, 3 channels [4, 8), each pair
+    # into different places of their buffers
+    b3, pairs = _broadcast_program(
+        lambda k, buf, x: k.load(
+            buf, x, [(0, 0, 0, 0), (0, 0, 0, 0), (0, 4, 0, 0), (0, 4, 0, 0)], [(1, 4, 4, 4)],
+            [(0, 0, 0, 0), (0, 4, 0, 0), (0, 4, 0, 0), (0, 0, 0, 0)],
+        )
+    )
+    r3 = simulate(pairs, b3.ctx, {"x": xv})
+    z = np.zeros((1, 4, 4, 4), np.float32)
+    lo, hi = xv[:, :4], xv[:, 4:]
+    expected = np.concatenate([np.concatenate(p, axis=1) for p in ((lo, z), (z, lo), (z, hi), (hi, z))])
+    np.testing.assert_array_equal(r3.outputs["y"], expected)
+    k = r3.report["kernels"][0]
+    assert k["dram_bytes_read"] == whole  # two half slices, once each
+    assert k["multicast_transfers"] == 2 and k["multicast_bytes_saved"] == whole
+    assert simulate(pairs, b3.ctx, None, timing_only=True).report == r3.report
+
+
 def test_barrier_release_time():
     m = machine()
     kp = KernelProgram("k", 4, 4)
@@ -711,9 +901,11 @@ def test_report_trace_gantt_files(tmp_path):
         assert 0 <= c["utilization"] <= 1
         assert c["utilization"] == pytest.approx(c["busy_total_ns"] / (rep["total_us"] * 1e3))
     k1 = rep["kernels"][0]
-    # c1 reads the whole input on each of 3 active cores, its weights, bias; writes its output
+    # c1 reads the whole input once (multicast to its 3 active cores), its
+    # weights, bias; writes its output
     assert k1["active"] == 3
-    assert k1["dram_bytes_read"] == 2 * (3 * 8 * 144 + 96 * 72 + 96)
+    assert k1["dram_bytes_read"] == 2 * (8 * 144 + 96 * 72 + 96)
+    assert k1["multicast_transfers"] == 1 and k1["multicast_bytes_saved"] == 2 * 2 * 8 * 144
     assert k1["dram_bytes_written"] == 2 * 96 * 144
 
     write_report(str(tmp_path / "r.json"), rep)

@@ -12,12 +12,14 @@ groups:
 The programs come from `lower_plan` below, a small lowering that follows the
 rules of docs/accelerator.md ("Lowering"): one kernel per group (ending
 with a barrier), output
-channels split in whole lane groups (idle cores beyond them), every active
-core loads the whole input of a convolution, padding materialized on chip,
-output rows tiled to fit NRAM, weight sub-blocks to fit WRAM, a fused
-conv -> pool intermediate kept in NRAM when the group's working set fits and
-spilled to DRAM otherwise. Each program's numbers are checked against the
-`nn` kernels, so the timings are those of programs that compute the layer.
+channels split in whole lane groups (idle cores beyond them), the whole
+input of a convolution loaded by every active core through one shared load
+entry (which the simulator multicasts: one DRAM read for all of them),
+padding materialized on chip, output rows tiled to fit NRAM, weight
+sub-blocks to fit WRAM, a fused conv -> pool intermediate kept in NRAM when
+the group's working set fits and spilled to DRAM otherwise. Each program's
+numbers are checked against the `nn` kernels, so the timings are those of
+programs that compute the layer.
 
 Every phenomenon test runs twice: on the programs of `lower_plan` (the
 "handbuilt" lowering, which depends only on the dialect and the simulator)
@@ -25,6 +27,10 @@ and on the programs of the real pass (`lower-to-accel`, on an ONNX model of
 the same layers imported into `nn`, with one `nn.fusion_group` per planned
 group; skipped if the pass is not registered). A few exact checks hold only
 for the handbuilt programs, whose shape is known here (marked).
+
+The last section runs the concrete examples of the multicast issue on the
+real pipeline only (ONNX model -> `import_model` -> `apply_groups` ->
+`LowerToAccelPass(target="mlu100")` -> timing-only simulation).
 """
 
 from __future__ import annotations
@@ -425,13 +431,21 @@ def test_handbuilt_fused_fits_and_spills_as_intended():
 
 def test_large_layer_speeds_up_with_cores(lower):
     shape, layer = (1, 256, 28, 28), Conv(1024, 3)
-    lat = curve(lower, shape, layer)
-    upto16 = [n for n in CORES if n <= 16]
-    assert all(lat[a] > lat[b] for a, b in zip(upto16, upto16[1:])), lat
-    assert lat[32] < lat[1] / 6
-    # what grows with the cores: each active core loads the whole input
-    read = {n: lower(shape, [layer], [(1, n)])[1]["kernels"][0]["dram_bytes_read"] for n in (8, 32)}
-    assert read[32] > 1.5 * read[8]
+    runs = {n: lower(shape, [layer], [(1, n)]) for n in CORES}
+    lat = {n: t for n, (t, _) in runs.items()}
+    assert all(lat[a] > lat[b] for a, b in zip(CORES, CORES[1:])), lat
+    assert lat[32] < lat[1] / 10, lat
+    # the input is multicast: the DRAM reads do not grow with the cores (they
+    # shrink: fewer weight sub-blocks re-read the input) ...
+    k = {n: rep["kernels"][0] for n, (_, rep) in runs.items()}
+    read = {n: k[n]["dram_bytes_read"] for n in CORES}
+    assert all(read[b] <= read[a] for a, b in zip(CORES, CORES[1:])), read
+    # ... while every byte of the input reaches each of the 32 cores
+    assert k[32]["active"] == 32
+    assert k[32]["multicast_bytes_saved"] >= 31 * 256 * 28 * 28 * EB
+    # what still grows with the cores: dispatch, and each multicast waits for
+    # the last core of the kernel, so 32 cores are far from 32 times faster
+    assert lat[32] > lat[1] / 32 + 31 * T.core_dispatch_us
 
 
 def test_small_layer_slows_down_past_some_core_count(lower):
@@ -539,3 +553,126 @@ def test_one_core_number_for_a_group_is_a_trade_off(lower):
     assert group[best_group] > separate - T.kernel_launch_us
     # forcing the small layer's best core number on the group is much worse
     assert group[best_small] > 2 * group[best_group]
+
+
+# --------------------------------------------------------------------------
+# the multicast issue's examples, on the real pipeline
+# --------------------------------------------------------------------------
+
+
+def onnx_convs(shape, convs) -> tuple:
+    """conv (-> relu -> conv)*: `convs` lists (output channels, kernel size);
+    the layers' outputs are named l0, l1, ... Returns (model, weight names)."""
+    nodes, inits = [], []
+    cur, c, i = "x", shape[1], 0
+    for j, (co, k) in enumerate(convs):
+        if j:
+            nodes.append(helper.make_node("Relu", [cur], [f"l{i}"]))
+            cur, i = f"l{i}", i + 1
+        w = rand(co, c, k, k, seed=j) / math.sqrt(c * k * k)
+        inits.append(numpy_helper.from_array(w, f"w{j}"))
+        nodes.append(helper.make_node("Conv", [cur, f"w{j}"], [f"l{i}"], pads=[k // 2] * 4, kernel_shape=[k, k]))
+        cur, c, i = f"l{i}", co, i + 1
+    graph = helper.make_graph(
+        nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, None)], inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def pipeline(model, groups) -> tuple[float, dict, int]:
+    """Import, group (`dlfusion.grouping.Group`s), lower for mlu100, simulate
+    timing-only: (latency µs, report, bytes of the program's DRAM weights)."""
+    from dlfusion.dialects import accel
+    from dlfusion.frontend import import_model
+    from dlfusion.grouping import apply_groups
+    from dlfusion.passes.lower_to_accel import LowerToAccelPass
+
+    ctx = make_context()
+    module = import_model(model, ctx)
+    apply_groups(module, groups)
+    LowerToAccelPass(target="mlu100").apply(ctx, module)
+    module.verify()
+    weights = sum(
+        math.prod(op.result.type.get_shape()) * EB
+        for op in module.walk()
+        if isinstance(op, accel.DramOp) and op.kind.data == "weight"
+    )
+    r = simulate(module, ctx, None, timing_only=True, record_events=False)
+    return r.total_us, r.report, weights
+
+
+def single_conv_curve(shape, co, k, cores=CORES) -> dict[int, tuple[float, dict]]:
+    from dlfusion.grouping import Group
+
+    model = onnx_convs(shape, [(co, k)])
+    return {n: pipeline(model, [Group(["l0"], n)])[:2] for n in cores}
+
+
+def test_issue_small_1x1_conv_is_slower_on_all_cores():
+    """(a) A 1x1 convolution with 16 channels on a 7x7 map: one lane group,
+    one active core; all 32 cores only add dispatch."""
+    runs = single_conv_curve((1, 16, 7, 7), 16, 1)
+    lat = {n: t for n, (t, _) in runs.items()}
+    assert all(rep["kernels"][0]["active"] == 1 for _, rep in runs.values())
+    few = min(lat[n] for n in (1, 2, 4))
+    assert lat[32] > 1.3 * few, lat
+
+
+@pytest.mark.xfail(strict=True, reason="needs the channels x rows split in lower-to-accel")
+def test_issue_large_3x3_conv_speeds_up_more_than_10x():
+    """(b) A 3x3 convolution 256 -> 256 on 56x56: with the input multicast
+    (one DRAM read whatever the core count), all 32 cores are more than 10
+    times faster than one. Needs more than C/32 = 8 active cores."""
+    runs = single_conv_curve((1, 256, 56, 56), 256, 3, cores=[1, 32])
+    (t1, _), (t32, rep) = runs[1], runs[32]
+    assert rep["kernels"][0]["active"] > 8
+    assert t1 / t32 > 10, (t1, t32)
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_issue_fusion_saves_exactly_the_intermediate_traffic_while_it_fits(cores):
+    """(c) conv -> relu -> conv as one group vs three kernels. While the group
+    fits on chip, the fused kernel saves exactly the store and the reload of
+    both intermediate maps (l0, l1): with the input of each convolution read
+    once (multicast), nothing else differs, except the small constants the
+    lowering may add to a fused program (channel-placement weights), read
+    once each. With a larger map the group spills: the intermediates are
+    stored and reloaded anyway, and nothing is saved."""
+    from dlfusion.grouping import Group
+
+    def traffic(rep):
+        return sum(k["dram_bytes"] for k in rep["kernels"])
+
+    convs = [(64, 3), (64, 3)]
+    # fits: 32 -> 64 -> 64 channels on 28x28
+    shape = (1, 32, 28, 28)
+    model = onnx_convs(shape, convs)
+    fused_t, fused, fused_w = pipeline(model, [Group(["l0", "l1", "l2"], cores)])
+    apart_t, apart, apart_w = pipeline(model, [Group([n], cores) for n in ("l0", "l1", "l2")])
+    inter = 64 * 28 * 28 * EB  # l0 and l1 (conv output, relu output)
+    assert len(fused["kernels"]) == 1 and len(apart["kernels"]) == 3
+    k0, k1, k2 = apart["kernels"]
+    (kf,) = fused["kernels"]
+    # apart: l0 and l1 are each stored once and reloaded once (multicast)
+    assert k0["dram_bytes_written"] == k1["dram_bytes_written"] == inter
+    assert k1["dram_bytes_read"] == inter
+    assert k2["dram_bytes_read"] == inter + 64 * 64 * 9 * EB
+    # fused: only the output leaves the chip
+    assert kf["dram_bytes_written"] == k2["dram_bytes_written"] == inter
+    extra = fused_w - apart_w  # constants of the fused lowering, if any
+    assert 0 <= extra < inter / 10
+    assert traffic(apart) - traffic(fused) == 4 * inter - extra
+    assert apart_t - fused_t > 2 * T.kernel_launch_us
+
+    # does not fit: the same layers on 56x56 spill their intermediates
+    shape = (1, 32, 56, 56)
+    model = onnx_convs(shape, convs)
+    fused_t, fused, _ = pipeline(model, [Group(["l0", "l1", "l2"], cores)])
+    apart_t, apart, _ = pipeline(model, [Group([n], cores) for n in ("l0", "l1", "l2")])
+    inter = 64 * 56 * 56 * EB
+    (kf,) = fused["kernels"]
+    assert kf["dram_bytes_written"] == 3 * inter  # l0, l1 and the output
+    assert kf["dram_bytes_read"] >= sum(k["dram_bytes_read"] for k in apart["kernels"])
+    assert traffic(fused) >= traffic(apart)  # no saving (tiling in a shared NRAM re-reads halos)
+    assert apart_t - fused_t < 2 * T.kernel_launch_us  # at most the launches

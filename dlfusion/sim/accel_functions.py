@@ -14,6 +14,12 @@
   `accel.eltwise` and `accel.vector` run the `nn` op they name through
   `NNFunctions`).
 
+An `accel.load` whose (src_offsets, sizes) entry is the same on several
+active cores (a single shared entry, or identical per-core entries) is a
+multicast: the time account moves that DRAM slice once for all of them (see
+`dlfusion.sim.machine`); the numbers are unchanged (every core gets the data
+in its own buffer).
+
 A core numbered `active` or above executes only the collectives: it receives
 its share of an `accel.exchange` (all-gather along `axis`) like every core.
 Cores run an instruction one after another in core order (SPMD lock-step), so
@@ -171,8 +177,10 @@ class AccelFunctions(InterpreterFunctions):
         return ()
 
     def _dma(self, op: accel.DmaOp, label: str) -> list[tuple[tuple[int, ...], ...] | None]:
-        """Record the DMA's bytes per core; return each active core's
-        (src_offsets, sizes, dst_offsets) or None if it moves nothing."""
+        """Record the DMA's bytes per core (for a load, with each core's
+        source slice, so that cores reading the same slice multicast it);
+        return each active core's (src_offsets, sizes, dst_offsets) or None
+        if it moves nothing."""
         kp = self._kernel
         so, sz, do = (table_rows(t) for t in (op.src_offsets, op.sizes, op.dst_offsets))
         eb = self.model.element_bytes
@@ -189,7 +197,10 @@ class AccelFunctions(InterpreterFunctions):
                 )
             else:
                 per_core.append(None)
-        kp.dma(label, tuple(nbytes))
+        slices = None
+        if label == "load":  # the multicast key: (src_offsets, sizes)
+            slices = [None if mv is None else (mv[0], mv[1]) for mv in per_core]
+        kp.dma(label, tuple(nbytes), slices)
         return per_core
 
     @impl(accel.LoadOp)

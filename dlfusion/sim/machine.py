@@ -15,16 +15,29 @@ Two parts:
   simulates all cores of the kernel together: compute instructions advance a
   core's own clock; DMAs pay `dma_latency` and then share the DRAM bandwidth
   with every other transfer in flight (processor sharing: while `m` transfers
-  move data each progresses at `BW / m`); barriers release every core at
+  move data each progresses at `BW / m`); a multicast load (cores reading the
+  same DRAM slice) is one transfer for all its cores, started when the last of
+  them arrives; barriers release every core at
   `max(arrival) + barrier_base + barrier_per_core * n`; an exchange is a
   barrier followed by an interconnect transfer of the bytes a core receives
   (latency, then a share of the interconnect bandwidth).
+
+Multicast. A load instruction may carry, per core, the leader of its
+multicast set (`Instr.group`: the first active core reading the same slice).
+The cores of a set of two or more are a collective of that instruction: each
+waits (idle, recorded as "sync") until the last one reaches it; then one
+transfer pays `dma_latency` once, moves its bytes once through the shared
+DRAM bandwidth (it counts as one transfer in the processor sharing), and
+completes for every core of the set at the same time. Each core's DMA busy
+time is from the transfer's start to its end. The DRAM byte counters count a
+multicast slice once. A set of one core is an ordinary (unicast) transfer.
 
 Conventions the spec leaves open, fixed here:
 
 * a DMA whose size is 0 for a core (and an exchange that brings a core no
   bytes) is not issued on that core: it costs nothing;
 * `accel.alloc` is a declaration, not an instruction: no time, not counted;
+* a multicast load counts as an executed instruction on each of its cores;
 * a kernel's latency in the report includes its launch cost, so the kernel
   latencies add up to the total.
 
@@ -54,7 +67,7 @@ EXCHANGE = 3
 
 # units (busy-time accounts of a core)
 UNITS = ("dma", "mac", "vector", "interconnect")
-SYNC = "sync"  # waiting at a barrier: not busy
+SYNC = "sync"  # waiting at a barrier or for a multicast's other cores: not busy
 
 # event kinds of the main queue
 _JOIN_DRAM = 0
@@ -167,14 +180,37 @@ class Instr(NamedTuple):
 
     COMPUTE: `payload` is the duration in ns (the same on every active core).
     DMA: `payload` is the bytes per core (a tuple of length `cores`; 0 for a
-    core that moves nothing). EXCHANGE: `payload` is the bytes each core
-    receives (length `cores`). BARRIER: `payload` is None.
+    core that moves nothing); `group` is None (every transfer unicast) or,
+    per core, the leader of its multicast set (see `multicast_leaders`).
+    EXCHANGE: `payload` is the bytes each core receives (length `cores`).
+    BARRIER: `payload` is None.
     """
 
     code: int
     label: str
     unit: str
     payload: object
+    group: tuple[int, ...] | None = None
+
+
+def multicast_leaders(bytes_per_core, slices, active: int) -> tuple[int, ...] | None:
+    """Per core, the first active core (with bytes to move) whose slice key
+    equals its own: cores with the same leader read one DRAM slice together.
+    `slices[c]` is any hashable key of core `c`'s source slice (None: its
+    own). Cores `active` and above, and cores that move nothing, lead
+    themselves. None when no two cores share a slice (all unicast)."""
+    first: dict[object, int] = {}
+    leaders = list(range(len(bytes_per_core)))
+    shared = False
+    for c in range(min(active, len(bytes_per_core))):
+        key = slices[c]
+        if key is None or not bytes_per_core[c]:
+            continue
+        lead = first.setdefault(key, c)
+        if lead != c:
+            leaders[c] = lead
+            shared = True
+    return tuple(leaders) if shared else None
 
 
 class Event(NamedTuple):
@@ -196,9 +232,11 @@ class KernelStats:
     launch_start_ns: float = 0.0  # when the launch began (end of the previous kernel)
     start_ns: float = 0.0  # start_k: core 0 is dispatched
     end_ns: float = 0.0
-    dram_bytes_read: int = 0
+    dram_bytes_read: int = 0  # a multicast slice counts once
     dram_bytes_written: int = 0
     interconnect_bytes: int = 0
+    multicast_transfers: int = 0  # loads delivered to two or more cores at once
+    multicast_bytes_saved: int = 0  # DRAM reads a per-core load would have added
     instructions: int = 0  # executed instruction instances, over all cores
 
     @property
@@ -219,8 +257,16 @@ class KernelProgram:
     def compute(self, label: str, unit: str, ns: float) -> None:
         self.instrs.append(Instr(COMPUTE, label, unit, ns))
 
-    def dma(self, label: str, bytes_per_core: tuple[int, ...]) -> None:
-        self.instrs.append(Instr(DMA, label, "dma", bytes_per_core))
+    def dma(self, label: str, bytes_per_core: tuple[int, ...], slices=None) -> None:
+        """A DMA moving `bytes_per_core`. For a load, `slices` gives each
+        core's source-slice key (e.g. its (src_offsets, sizes)); active cores
+        with equal keys read the slice once (multicast). None: all unicast."""
+        group = None
+        if slices is not None:
+            if label == "store":
+                raise ValueError("stores are never multicast")
+            group = multicast_leaders(bytes_per_core, slices, self.active)
+        self.instrs.append(Instr(DMA, label, "dma", bytes_per_core, group))
 
     def barrier(self) -> None:
         self.instrs.append(Instr(BARRIER, "barrier", SYNC, None))
@@ -319,10 +365,31 @@ class Machine:
         label_of = [""] * n
         done = [False] * n
 
-        # DRAM byte counters (whole kernel, over the active cores)
-        for ins in full:
+        # DRAM byte counters (whole kernel, over the active cores; a multicast
+        # slice once) and the multicast sets: instruction index -> {leader: size}
+        mc_sets: dict[int, dict[int, int]] = {}
+        for idx, ins in enumerate(full):
             if ins.code == DMA:
-                total = sum(ins.payload[:active])
+                group = ins.group
+                if group is None:
+                    total = sum(ins.payload[:active])
+                else:
+                    sizes: dict[int, int] = {}
+                    total = 0
+                    for c in range(active):
+                        nbytes = ins.payload[c]
+                        if nbytes:
+                            lead = group[c]
+                            sizes[lead] = sizes.get(lead, 0) + 1
+                            if lead == c:
+                                total += nbytes
+                    sets = {lead: size for lead, size in sizes.items() if size > 1}
+                    if sets:
+                        mc_sets[idx] = sets
+                        stats.multicast_transfers += len(sets)
+                        stats.multicast_bytes_saved += sum(
+                            (size - 1) * ins.payload[lead] for lead, size in sets.items()
+                        )
                 if ins.label == "store":
                     stats.dram_bytes_written += total
                 else:
@@ -342,8 +409,17 @@ class Machine:
 
         dram = _Shared(m.dram_bytes_per_ns)
         ic = _Shared(m.ic_bytes_per_ns)
-        queue: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, core, bytes)
+        # (time, seq, kind, who, bytes); `who` is a core, or n + the index of a
+        # multicast transfer (for DRAM joins)
+        queue: list[tuple[float, int, int, int, int]] = []
         seq = 0
+
+        # multicast state: cores waiting at a set, keyed by (instruction, leader);
+        # started transfers: their cores, start time and label
+        mc_waiting: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        mc_cores: list[list[int]] = []
+        mc_start: list[float] = []
+        mc_label: list[str] = []
 
         # barrier state
         arrived: list[tuple[int, float]] = []
@@ -374,7 +450,7 @@ class Machine:
             i = pc[c]
             b = busy[c]
             while i < len(s):
-                code, label, unit, payload = s[i]
+                code, label, unit, payload, group = s[i]
                 i += 1
                 if code == COMPUTE:
                     end = t + payload
@@ -387,6 +463,27 @@ class Machine:
                     if not nbytes:
                         continue
                     pc[c] = i
+                    if group is not None and i - 1 in mc_sets:
+                        lead = group[c]
+                        size = mc_sets[i - 1].get(lead, 1)
+                        if size > 1:  # multicast: wait for the set's last core
+                            key = (i - 1, lead)
+                            waiting = mc_waiting.setdefault(key, [])
+                            waiting.append((c, t))
+                            if len(waiting) == size:
+                                del mc_waiting[key]
+                                t0 = max(a for _, a in waiting)
+                                cores_ = sorted(cc for cc, _ in waiting)
+                                if record:
+                                    for cc, a in waiting:
+                                        if a < t0:
+                                            events.append(Event(cc, k, f"{label}.multicast.wait", SYNC, a, t0))
+                                mc_cores.append(cores_)
+                                mc_start.append(t0)
+                                mc_label.append(f"{label}.multicast")
+                                seq += 1
+                                heapq.heappush(queue, (t0 + dma_lat, seq, _JOIN_DRAM, n + len(mc_cores) - 1, nbytes))
+                            return
                     issue[c] = t
                     label_of[c] = label
                     seq += 1
@@ -415,10 +512,20 @@ class Machine:
                 if t_d == _INF:
                     break
                 c = dram.pop(t_d)
-                busy[c]["dma"] += t_d - issue[c]
-                if record:
-                    events.append(Event(c, k, label_of[c], "dma", issue[c], t_d))
-                run_core(c, t_d)
+                if c < n:
+                    busy[c]["dma"] += t_d - issue[c]
+                    if record:
+                        events.append(Event(c, k, label_of[c], "dma", issue[c], t_d))
+                    run_core(c, t_d)
+                else:  # a multicast transfer completes for all its cores
+                    j = c - n
+                    t0, lab = mc_start[j], mc_label[j]
+                    for cc in mc_cores[j]:
+                        busy[cc]["dma"] += t_d - t0
+                        if record:
+                            events.append(Event(cc, k, lab, "dma", t0, t_d))
+                    for cc in mc_cores[j]:
+                        run_core(cc, t_d)
             elif t_i <= t_q:
                 c = ic.pop(t_i)
                 busy[c]["interconnect"] += t_i - issue[c]

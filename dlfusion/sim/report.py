@@ -6,6 +6,7 @@
        "kernels": [{"name", "cores", "active", "start_us", "launch_us",
                     "dispatch_us", "end_us", "latency_us", "dram_bytes_read",
                     "dram_bytes_written", "dram_bytes", "interconnect_bytes",
+                    "multicast_transfers", "multicast_bytes_saved",
                     "instructions"}, ...],
        "cores": [{"core", "busy_ns": {"dma", "mac", "vector", "interconnect"},
                   "busy_total_ns", "utilization"}, ...]}
@@ -13,11 +14,17 @@
   A kernel's `start_us` is when its launch begins (the end of the previous
   kernel), `dispatch_us` when its core 0 starts (after the launch cost), and
   `latency_us` = `end_us - start_us` includes the launch, so the kernels'
-  latencies add up to `total_us`. Utilization is busy / total.
+  latencies add up to `total_us`. Utilization is busy / total (waiting at a
+  barrier or for the other cores of a multicast load is not busy).
+  `dram_bytes_read` counts a multicast load's slice once;
+  `multicast_transfers` is the number of loads delivered to two or more cores
+  at once and `multicast_bytes_saved` the DRAM reads that loading them per
+  core would have added.
   `instructions` counts executed instruction instances over all cores (an
   instruction run by 8 cores counts 8; a DMA of size 0 on a core, and the
-  compute and DMA instructions that idle cores skip, do not count;
-  `accel.alloc` is not an instruction).
+  compute and DMA instructions that idle cores skip, do not count; a
+  multicast load counts once per receiving core; `accel.alloc` is not an
+  instruction).
 * `write_report`, `write_trace` (Chrome trace-event JSON: one track per core,
   "X" events in µs, for Perfetto / chrome://tracing), `write_gantt` (a PNG,
   matplotlib's Agg backend). Every file appears only when complete.
@@ -60,6 +67,8 @@ def build_report(machine: Machine, target: AcceleratorTarget) -> dict:
                 "dram_bytes_written": k.dram_bytes_written,
                 "dram_bytes": k.dram_bytes_read + k.dram_bytes_written,
                 "interconnect_bytes": k.interconnect_bytes,
+                "multicast_transfers": k.multicast_transfers,
+                "multicast_bytes_saved": k.multicast_bytes_saved,
                 "instructions": k.instructions,
             }
         )
