@@ -46,7 +46,7 @@ naming the kernel, the buffer and both sizes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
@@ -63,6 +63,7 @@ from dlfusion.errors import DlfusionError
 from dlfusion.passes.canonicalize import required_weight, weight_op_of
 from dlfusion.passes.lower_to_accel_layers import (
     ELTWISE,
+    NEG_INF,
     CopyRule,
     EltwiseRule,
     KernelBuilder,
@@ -73,7 +74,6 @@ from dlfusion.passes.lower_to_accel_layers import (
     VectorRule,
     WindowRule,
     box_entry,
-    cdiv,
     eltwise_params,
     fval,
     gemm_epilogue,
@@ -81,10 +81,8 @@ from dlfusion.passes.lower_to_accel_layers import (
     legal_name,
     make_split,
     operand_box,
-    prod,
     split_axis,
     vals,
-    NEG_INF,
 )
 from dlfusion.targets import load_target
 
@@ -544,6 +542,25 @@ class FusedGroup:
         return self.kb
 
     # -- helpers ------------------------------------------------------------
+    def dram(self, v) -> SSAValue:
+        """A layer's operand read from DRAM (weights, group inputs); one that
+        this kernel computes on chip is not there."""
+        if isinstance(v, SSAValue) and v in self.vals:
+            raise NotOnChip
+        return self.lw.dram(v)
+
+    def readers(self, v: SSAValue) -> int:
+        """How many cores need all of `v` (loaded whole from DRAM): the most
+        active cores of the layers of the group that read every channel of it
+        (dense convolutions, matrix products)."""
+        most = 1
+        for op in self.layers:
+            if isinstance(op, nn.Conv2DOp) and op.input == v and ival(op.groups) == 1:
+                most = max(most, make_split(shape_of(op.output)[1], self.cores, self.t.mac_lanes_out).active)
+            elif isinstance(op, (nn.GemmOp, nn.MatMulOp)) and op.operands[0] == v and len(shape_of(op.results[0])) == 2:
+                most = max(most, make_split(shape_of(op.results[0])[1], self.cores, self.t.mac_lanes_out).active)
+        return most
+
     def ranges(self, split: Split | None) -> list[tuple[int, int]]:
         """The channels each core owns ((0, 0): none)."""
         if split is None:
@@ -628,7 +645,7 @@ class FusedGroup:
             size = list(shape)
             size[ax] = hi - lo
             entries.append(box_entry(src, size, off))
-        kb.load(buf, lw.dram(v), entries)
+        kb.load(buf, self.dram(v), entries)
         return OnChip(buf, shape, split, tuple(pads) if rank == 4 else (0, 0, 0, 0))
 
     def padded(self, val: OnChip, pads, pad_value: float, key) -> OnChip:
@@ -721,7 +738,7 @@ class FusedGroup:
             if src is None:
                 ck = ("full", op.input, pads)
                 if ck not in self.cache:
-                    self.cache[ck] = self.load_split(op.input, None, pads, 0.0, whole_cores=self.cores)
+                    self.cache[ck] = self.load_split(op.input, None, pads, 0.0, whole_cores=self.readers(op.input))
                 x = self.cache[ck]
             else:
                 x = self.gathered(self.padded(src, pads, 0.0, op.input), op.input)
@@ -739,12 +756,12 @@ class FusedGroup:
         name = lw.value_name(op.output)
         ranges = self.spans(split)
         wbuf = kb.alloc((split.chunk, cig, kh, kw), "wram", f"{name}_w")
-        kb.load(wbuf, lw.dram(op.weight),
+        kb.load(wbuf, self.dram(op.weight),
                 [box_entry((lo, 0, 0, 0), (hi - lo, cig, kh, kw), (0, 0, 0, 0)) for lo, hi in ranges])
         bbuf = None
         if op.bias is not None:
             bbuf = kb.alloc((split.chunk,), "wram", f"{name}_b")
-            kb.load(bbuf, lw.dram(op.bias), [box_entry((lo,), (hi - lo,), (0,)) for lo, hi in ranges])
+            kb.load(bbuf, self.dram(op.bias), [box_entry((lo,), (hi - lo,), (0,)) for lo, hi in ranges])
         _, _, ho, wo = shape_of(op.output)
         out = kb.alloc((n, split.chunk, ho, wo), "nram", f"{name}_out")
         groups = mshape(x.buf)[1] // cig
@@ -824,7 +841,7 @@ class FusedGroup:
             _, bshape = operand_box(vshape, (0,) * rank, full)
             space = "wram" if lw.is_weight(v) else "nram"
             b = kb.alloc(bshape, space, f"{name}_{'in' if i == 0 else f'arg{i}'}")
-            kb.load(b, lw.dram(v), entries)
+            kb.load(b, self.dram(v), entries)
             bufs.append(b)
         full = list(shape)
         if split is not None:
@@ -880,20 +897,21 @@ class FusedGroup:
         else:
             ck = ("full", a, (0, 0, 0, 0))
             if ck not in self.cache:
-                self.cache[ck] = self.load_split(a, None, whole_cores=self.cores)
+                self.cache[ck] = self.load_split(a, None, whole_cores=self.readers(a))
             x = self.cache[ck]
         kb.note_active(split.active)
         name = lw.value_name(op.results[0])
         ranges = self.spans(split)
         if trans_b:
             wbuf = kb.alloc((split.chunk, k), "wram", f"{name}_w")
-            kb.load(wbuf, lw.dram(b), [box_entry((lo, 0), (hi - lo, k), (0, 0)) for lo, hi in ranges])
+            kb.load(wbuf, self.dram(b), [box_entry((lo, 0), (hi - lo, k), (0, 0)) for lo, hi in ranges])
         else:
             wbuf = kb.alloc((k, split.chunk), "wram", f"{name}_w")
-            kb.load(wbuf, lw.dram(b), [box_entry((0, lo), (k, hi - lo), (0, 0)) for lo, hi in ranges])
+            kb.load(wbuf, self.dram(b), [box_entry((0, lo), (k, hi - lo), (0, 0)) for lo, hi in ranges])
         bbuf = None
         if ep.bias is not None:
             bbuf = kb.alloc((split.chunk,), "wram", f"{name}_b")
+            self.dram(ep.bias[1] if isinstance(ep.bias, tuple) else ep.bias)  # not computed here
             kb.load(bbuf, lw.dram(ep.bias), [box_entry((lo,), (hi - lo,), (0,)) for lo, hi in ranges])
         out = kb.alloc((m, split.chunk), "nram", f"{name}_out")
         kb.add(accel.MatMulOp(out, x.buf, wbuf, bbuf, trans_b))
@@ -912,7 +930,7 @@ class FusedGroup:
                     continue
                 o, s_ = operand_box(ep.c_shape, (0, lo), (m, hi - lo))
                 entries.append(box_entry(o, s_, (0,) * len(o)))
-            kb.load(cb, lw.dram(ep.c), entries)
+            kb.load(cb, self.dram(ep.c), entries)
             if ep.beta is not None:
                 bb = kb.alloc((1, 1), "wram", f"{name}_beta")
                 kb.load(bb, lw.dram(ep.beta), every)

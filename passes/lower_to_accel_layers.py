@@ -27,13 +27,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from xdsl.dialects.builtin import ArrayAttr, FloatAttr, StringAttr
+from xdsl.dialects.builtin import ArrayAttr
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from dlfusion.dialects import accel, nn
-from dlfusion.dialects.accel import mshape, per_core
-from dlfusion.dialects.nn import f32, ints, shape_of
-from dlfusion.errors import DlfusionError
+from dlfusion.dialects.accel import mshape
+from dlfusion.dialects.nn import ints, shape_of
 
 NEG_INF = float("-inf")
 

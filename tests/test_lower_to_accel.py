@@ -553,3 +553,19 @@ def test_resnet50_all_32_cores_lowers_in_seconds():
     elapsed = time.perf_counter() - t0
     module.verify()
     assert elapsed < 10, f"lowering took {elapsed:.1f}s"
+
+
+def test_fused_matmul_of_two_computed_maps():
+    """A matmul whose right operand is computed in the same group cannot
+    read it from DRAM: the group spills and stays correct."""
+    net = Net()
+    a = net.input("a", (4, 6))
+    b = net.input("b", (6, 5))
+    ra = net.add(nn.ReluOp(a))
+    rb = net.add(nn.SigmoidOp(b))
+    y = net.add(nn.MatMulOp(ra, rb))
+    module = net.module(y)
+    wrap(layers_of(module), "g0", 2)
+    program = check_numerics(module, net.ctx)
+    (kernel,) = kernels(program)
+    assert ops_in(kernel, accel.BarrierOp)
