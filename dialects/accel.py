@@ -167,7 +167,8 @@ class ProgramOp(IRDLOperation):
     def __init__(self, target, input_names: Sequence[str], output_names: Sequence[str], body: Region):
         super().__init__(
             properties={
-                "target": StringAttr(target.name),
+                # a shipped target by name, any other by its file's path
+                "target": StringAttr(target.source if "/" in target.source else target.name),
                 "cores": IntegerAttr(target.cores, i64),
                 "nram_bytes": IntegerAttr(target.nram_bytes, i64),
                 "wram_bytes": IntegerAttr(target.wram_bytes, i64),
