@@ -33,10 +33,24 @@ def _lower_to_accel():
     return LowerToAccelPass
 
 
+def _fuse_layers():
+    from dlfusion.passes.fuse_layers import FuseLayersPass
+
+    return FuseLayersPass
+
+
+def _assign_cores():
+    from dlfusion.passes.assign_cores import AssignCoresPass
+
+    return AssignCoresPass
+
+
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "fold-batchnorm": _fold_batchnorm,
         "nn-canonicalize": _canonicalize,
         "lower-to-accel": _lower_to_accel,
         "annotate-layers": _annotate_layers,
+        "fuse-layers": _fuse_layers,
+        "assign-cores": _assign_cores,
     }

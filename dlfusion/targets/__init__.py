@@ -50,6 +50,9 @@ class AcceleratorTarget:
     # where it came from, and a hash of the file's bytes (for caches)
     source: str = ""
     digest: str = ""
+    # [chip] core_choices (optional): the core numbers a tuner tries; empty
+    # means 1..cores
+    core_choices: tuple[int, ...] = ()
 
     @property
     def nram_bytes(self) -> int:
@@ -154,6 +157,7 @@ def load_target(name_or_path: str = DEFAULT_TARGET) -> AcceleratorTarget:
         if isinstance(value, (int, float)) and value <= 0:
             raise DlfusionError(f"{qualified} must be positive, got {value}", where=source)
         values[field] = value
+    choices = _core_choices(doc, values["cores"], source)  # type: ignore[arg-type]
     known = {k for k, _ in _LAYOUT} | {None}
     for section in doc:
         if isinstance(doc[section], dict) and section not in known:
@@ -162,5 +166,26 @@ def load_target(name_or_path: str = DEFAULT_TARGET) -> AcceleratorTarget:
         if (section, key) not in _LAYOUT:
             raise DlfusionError(f"unknown key [{section}] {key}", where=source)
     return AcceleratorTarget(
-        **values, source=source, digest=hashlib.sha256(data).hexdigest()[:16]
+        **values, source=source, digest=hashlib.sha256(data).hexdigest()[:16],
+        core_choices=choices,
     )
+
+
+def _core_choices(doc: dict, cores: int, source: str) -> tuple[int, ...]:
+    """The optional `[chip] core_choices` list (taken out of `doc`)."""
+    chip = doc.get("chip")
+    if not isinstance(chip, dict) or "core_choices" not in chip:
+        return ()
+    value = chip.pop("core_choices")
+    if not isinstance(value, list) or not value or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in value
+    ):
+        raise DlfusionError(
+            f"[chip] core_choices must be a nonempty list of integers, got {value!r}", where=source
+        )
+    bad = [c for c in value if not 1 <= c <= cores]
+    if bad:
+        raise DlfusionError(
+            f"[chip] core_choices has {bad[0]}, outside 1..{cores} (the chip's cores)", where=source
+        )
+    return tuple(sorted(set(value)))

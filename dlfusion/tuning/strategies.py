@@ -15,8 +15,12 @@ the measurement layer (for strategies that search) and options.
 | `cores-only` | every layer alone | the measured best per layer |
 | `fusion-only` | the `dlfusion` heuristic's groups | 1 |
 | `dlfusion` | joint heuristic from the characterization table (no measurement) | heuristic |
-| `dp` | exact DP over segments of a topological order, measured and memoized | measured best per group |
-| `exhaustive` | every convex grouping x every core number (size guard) | measured |
+| `dp` | exact DP over the valid groupings (ideals of the DAG; or segments of the program order), measured and memoized | measured best per group |
+| `exhaustive` | every valid grouping x every core number (size guard) | measured |
+
+`dp` and `exhaustive` live in `dlfusion.tuning.search`, `dlfusion` and
+`fusion-only` in `dlfusion.tuning.heuristic`; `get_strategy` imports those
+modules on first need, so the registry fills itself.
 """
 
 from __future__ import annotations
@@ -31,13 +35,32 @@ from dlfusion.targets import AcceleratorTarget
 
 @dataclass
 class StrategyContext:
+    """What a strategy gets besides the graph. `options` are the strategy's
+    knobs (`max_group`, `max_configs`, `space`, `core_choices`, ...: the pass
+    options of `fuse-layers`, with underscores); a strategy reports what it
+    did (counts, times, the space it searched) in `stats`, which plans keep."""
+
     target: AcceleratorTarget
     measurer: object | None = None  # dlfusion.tuning.measure.Measurer
     options: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
 
     def core_choices(self) -> list[int]:
-        """Core numbers a strategy may choose: 1..cores of the target."""
-        return list(range(1, self.target.cores + 1))
+        """Core numbers a strategy may choose: the `core_choices` option, else
+        the target's `core_choices` list if its file has one, else 1..cores."""
+        given = self.options.get("core_choices")
+        if not given:
+            given = getattr(self.target, "core_choices", None)
+        if not given:
+            return list(range(1, self.target.cores + 1))
+        choices = sorted({int(c) for c in given})
+        bad = [c for c in choices if c < 1 or c > self.target.cores]
+        if bad:
+            raise DlfusionError(
+                f"core choice {bad[0]} is not within 1..{self.target.cores} "
+                f"(the cores of target '{self.target.name}')"
+            )
+        return choices
 
     def need_measurer(self, strategy: str):
         if self.measurer is None:
@@ -57,7 +80,30 @@ def register(name: str):
     return deco
 
 
+# modules that register strategies when imported (the registry fills itself)
+STRATEGY_MODULES = ("dlfusion.tuning.search", "dlfusion.tuning.heuristic")
+
+
+def load_strategies() -> None:
+    """Import every module that registers strategies (a missing one is skipped)."""
+    import importlib
+
+    for mod in STRATEGY_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def strategy_names() -> list[str]:
+    load_strategies()
+    return sorted(STRATEGIES)
+
+
 def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        load_strategies()
     if name not in STRATEGIES:
         raise DlfusionError(
             f"unknown strategy '{name}'", hint=f"choose one of {', '.join(sorted(STRATEGIES))}"
@@ -86,8 +132,18 @@ def cores_only(graph: LayerGraph, sctx: StrategyContext) -> list[Group]:
     """No fusion; each layer on its measured best core number."""
     m = sctx.need_measurer("cores-only")
     choices = sctx.core_choices()
+    k = len(choices)
+    before = getattr(m, "measurements", 0)
+    # one batch for the whole model (parallel with jobs; repeated layers are
+    # measured once by the measurer)
+    costs = m.costs([([op], c) for op in graph.layers for c in choices])
     groups = []
-    for name, op in zip(graph.names, graph.layers):
-        cores, _ = best_cores(m, [op], choices)
-        groups.append(Group([name], cores))
+    total = 0.0
+    for i, name in enumerate(graph.names):
+        row = costs[i * k : (i + 1) * k]
+        best = min(range(k), key=lambda j: (row[j], choices[j]))
+        groups.append(Group([name], choices[best]))
+        total += row[best]
+    sctx.stats.update({"core_choices": choices, "latency_us": total,
+                       "measurements": getattr(m, "measurements", 0) - before})
     return groups
