@@ -111,11 +111,12 @@ class FuseLayersPass(ModulePass):
             groups = run(graph, sctx)
             strategy, stats = self.strategy, sctx.stats
             latency = stats.get("latency_us")
+        source = self.plan or f"strategy '{strategy}'"
+        check_cover(graph, groups, source)
         groups = [
             Group(list(g.layers), g.cores if self.set_cores else None, f"g{i}")
-            for i, g in enumerate(groups)
+            for i, g in enumerate(run_order(graph, groups, source))
         ]
-        check_cover(graph, groups, self.plan or f"strategy '{strategy}'")
         plan_out = None
         if self.save:
             if latency is None and self.set_cores:
@@ -166,6 +167,57 @@ def check_cover(graph, groups, source: str) -> None:
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
             hint="a plan must put every layer of the model in a group",
         )
+
+
+def run_order(graph, groups, source: str) -> list:
+    """The groups in an order they can run in (earliest first layer first),
+    so that g0, g1, ... read in program order; a plan whose groups form a
+    cycle is an error here, before the module is touched."""
+    import heapq
+
+    owner: dict[int, int] = {}
+    ids = []
+    for gi, g in enumerate(groups):
+        mine = graph.ids(g.layers)
+        if any(i in owner for i in mine):
+            return list(groups)  # a layer in two groups: apply_groups names it
+        owner.update({i: gi for i in mine})
+        ids.append(mine)
+    for gi, mine in enumerate(ids):
+        if not graph.is_convex(mine):
+            raise DlfusionError(
+                f"{source}: group {gi} ({', '.join(graph.names[i] for i in sorted(mine))}) is not "
+                "convex: a path leaves it and comes back",
+                hint="add the layers on that path to the group or split it",
+            )
+    succ: list[set[int]] = [set() for _ in groups]
+    need = [0] * len(groups)
+    for gi, mine in enumerate(ids):
+        for v in mine:
+            for p in graph.preds[v]:
+                src = owner.get(p)
+                if src is not None and src != gi and gi not in succ[src]:
+                    succ[src].add(gi)
+                    need[gi] += 1
+    ready = [(min(mine), gi) for gi, mine in enumerate(ids) if need[gi] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, gi = heapq.heappop(ready)
+        out.append(groups[gi])
+        for nxt in succ[gi]:
+            need[nxt] -= 1
+            if need[nxt] == 0:
+                heapq.heappush(ready, (min(ids[nxt]), nxt))
+    if len(out) != len(groups):
+        stuck = [gi for gi in range(len(groups)) if need[gi] > 0]
+        names = ", ".join(groups[stuck[0]].layers)
+        raise DlfusionError(
+            f"{source}: the groups cannot run one after another: group {stuck[0]} ({names}) "
+            "is on a cycle of groups",
+            hint="every group must be convex and the groups must not depend on each other in a circle",
+        )
+    return out
 
 
 def plan_latency(graph, groups, target, measurer, cache: str, jobs: int) -> float:

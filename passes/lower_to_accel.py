@@ -19,7 +19,11 @@ Inside a kernel, work is split by output channels: each core gets
 `ceil(C / chunk)` are idle. Layers are lowered by the rules of
 `lower_to_accel_layers.py` (tiles of output rows with their halo when the
 feature maps do not fit NRAM; sub-blocks of a core's channels when its
-weights do not fit WRAM; padding filled on chip).
+weights do not fit WRAM; padding filled on chip). A convolution, pooling or
+element-wise layer lowered on its own (outside a group, or spilled) whose
+channel split leaves cores idle may use them as channel groups x blocks of
+output rows, the split of least estimated time (`Grid`, `grids`,
+`estimate_ns` there; docs/accelerator.md, "Lowering").
 
 A fusion group is lowered one of two ways:
 

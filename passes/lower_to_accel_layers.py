@@ -2,14 +2,17 @@
 
 A rule lowers one `nn` layer whose operands and results live in DRAM into the
 instructions of one kernel, split across the kernel's cores by output channels
-and tiled so that it fits the per-core memories it is given:
+(and, when that leaves cores idle, by blocks of output rows: a `Grid` of
+channel groups x row blocks, chosen by `estimate_ns`) and tiled so that it
+fits the per-core memories it is given:
 
 - `WindowRule`: conv2d (dense, grouped, depthwise), max/avg pooling, global
-  average pooling: NCHW, output rows and columns tiled with their halo,
-  output channels split in whole lane groups and processed in sub-blocks;
+  average pooling: NCHW, output channels split in whole lane groups
+  (processed in sub-blocks) x blocks of output rows, each core's rows and
+  columns tiled with their halo;
 - `EltwiseRule`: activations, binary element-wise layers (with broadcasting)
   and batch norm (a multiply and an add by per-channel constants computed at
-  compile time), any rank;
+  compile time), any rank; channels x blocks of axis 2;
 - `MatmulRule`: gemm and 2-D matmul, the N axis split across the cores;
 - `CopyRule`: concat, split and unit-step slices, DMA only;
 - `VectorRule`: everything else, the whole tensor on one core's vector unit.
@@ -326,6 +329,124 @@ def dma_cost(target, elements: int, transfers: int) -> float:
 
 
 # --------------------------------------------------------------------------
+# channels x rows: the 2-D split of a layer lowered on its own
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A layer's cores as `ch.active` channel groups x `rows.active` blocks
+    of output rows (axis 2): core c = g * rows.active + r, for g <
+    ch.active and r < rows.active, computes the channels ch.range(g) of the
+    rows rows.range(r); cores from `active` on are idle. The cores of one
+    channel group are consecutive, so the weight slice they share is
+    multicast as soon as they are dispatched."""
+
+    ch: Split
+    rows: Split
+
+    @property
+    def active(self) -> int:
+        return self.ch.active * self.rows.active
+
+    def cell(self, c: int) -> tuple[int, int] | None:
+        """(channel group, row block) of core c; None for an idle core."""
+        if c >= self.active:
+            return None
+        return divmod(c, self.rows.active)
+
+
+def grids(total: int, rows: int, cores: int, lanes: int, unit: int = 1) -> list[Grid]:
+    """The splits to choose from, the plain channel split first: when it
+    leaves cores idle, every Pc x Pr <= cores with Pc channel groups of
+    whole lane groups (as `make_split`) and Pr balanced blocks of rows that
+    uses more cores than the channel split."""
+    base = make_split(total, cores, lanes, unit)
+    out = [Grid(base, whole_split(rows))]
+    if base.active >= cores or rows <= 1:
+        return out
+    chunks: set[int] = set()
+    for pc in range(base.active, 0, -1):  # most channel groups first (ties keep the least halo)
+        ch = make_split(total, pc, lanes, unit)
+        if ch.chunk in chunks:
+            continue
+        chunks.add(ch.chunk)
+        blocks: set[int] = set()
+        for pr in range(1, min(cores // ch.active, rows) + 1):
+            rb = cdiv(rows, pr)
+            if rb in blocks:
+                continue
+            blocks.add(rb)
+            g = Grid(ch, Split(rows, rb, cdiv(rows, rb)))
+            if g.active > base.active:
+                out.append(g)
+    return out
+
+
+def estimate_ns(target, active: int, dram_elems: int, transfers: int, cycles: int) -> float:
+    """A layer's time on `active` cores, to choose its split: the last
+    active core's dispatch (the multicasts it takes part in wait for it),
+    its DRAM traffic at the full bandwidth, one core's DMA latencies and one
+    core's compute cycles (instruction overheads included)."""
+    return (
+        (active - 1) * target.core_dispatch_us * 1e3
+        + dram_elems * target.element_bytes / target.dram_bandwidth_gbps
+        + transfers * target.dma_latency_ns
+        + cycles / target.clock_ghz
+    )
+
+
+def best_grid(options: list[Grid], cost: Callable[[Grid], float | None]) -> Grid:
+    """The option of least cost; the first (the plain channel split) unless
+    another is strictly better."""
+    best, best_cost = options[0], cost(options[0])
+    if best_cost is None or len(options) == 1:
+        return best
+    for g in options[1:]:
+        c = cost(g)
+        if c is not None and c < best_cost:
+            best, best_cost = g, c
+    return best
+
+
+_GRIDS: dict[tuple, Grid] = {}
+
+
+def chosen_grid(key: tuple, options: list[Grid], cost: Callable[[Grid], float | None]) -> Grid:
+    """`best_grid`, remembered for layers of the same signature `key` (a
+    network repeats its layer shapes)."""
+    if len(options) == 1:
+        return options[0]
+    got = _GRIDS.get(key)
+    if got is None:
+        if len(_GRIDS) > 4096:
+            _GRIDS.clear()
+        got = _GRIDS[key] = best_grid(options, cost)
+    return got
+
+
+# the cost equations of docs/accelerator.md ("The timing model") that the
+# estimate needs: MAC array cycles with lane padding, vector unit cycles
+# with the work per element of each kind
+
+
+def conv_cycles(target, n: int, ho: int, wo: int, kh: int, kw: int, co: int, ci_g: int, groups: int) -> int:
+    lo, li = target.mac_lanes_out, target.mac_lanes_in
+    base = n * ho * wo * kh * kw
+    if ci_g == 1:
+        return base * cdiv(co, lo)
+    return base * cdiv(co // groups, lo) * cdiv(ci_g, li) * groups
+
+
+def vector_cycles(target, elements: int, work: int) -> int:
+    return cdiv(elements, target.vector_lanes) * work
+
+
+VECTOR_WORK = {"relu": 1, "clip": 1, "add": 1, "sub": 1, "mul": 1, "leaky_relu": 1,
+               "div": 2, "hard_sigmoid": 2, "hard_swish": 2, "sigmoid": 4}
+
+
+# --------------------------------------------------------------------------
 # windows: conv2d, pooling
 # --------------------------------------------------------------------------
 
@@ -388,8 +509,6 @@ class WindowRule(Rule):
         else:  # pragma: no cover - the dispatcher only sends the above
             raise AssertionError(op.name)
         self.eff = (self.d[0] * (self.k[0] - 1) + 1, self.d[1] * (self.k[1] - 1) + 1)
-        self.split = make_split(co, cores, lanes, unit)
-        self.active = self.split.active
         self.lanes, self.unit = lanes, unit
         # the padded input's extent and the room past it that ceil_mode windows need
         self.hp = h + self.p[0] + self.p[2]
@@ -401,6 +520,30 @@ class WindowRule(Rule):
         # an average counting its explicit pads must not count ceil_mode's
         # extra room: edge tiles get buffers of their exact extent
         self.exact = self.kind == "avg" and self.count_include_pad and any(self.hang)
+        # output channels x blocks of output rows
+        rows = ho if self._rows_may_split() else 1
+        options = grids(co, rows, cores, lanes, unit)
+        key = ("window", t, cores, self.kind, n, ci, h, w, co, ho, wo, self.k, self.s, self.d, self.p,
+               self.g, self.cig, self.bias is not None, self.count_include_pad)
+        self.grid = chosen_grid(key, options, self._estimate)
+        if self.grid.rows.total != ho:
+            self.grid = Grid(self.grid.ch, whole_split(ho))
+        self.split, self.rows = self.grid.ch, self.grid.rows
+        self.active = self.grid.active
+
+    def _rows_may_split(self) -> bool:
+        """Whether cores may take blocks of output rows. A pooling has one
+        `pads` attribute for all cores (which rows of its buffer are
+        padding): cores at the top, middle and bottom of the map differ, so
+        the rows a core reads as padding are filled and declared data, which
+        is exact for max pooling (-inf) and for an average that counts its
+        pads, not for one that does not (unless it has no row padding at
+        all), nor for edge tiles of exact extent."""
+        if not self.spatial_tiling or self.exact:
+            return False
+        if self.kind == "avg" and not self.count_include_pad:
+            return self.p[0] == self.p[2] == 0 and self.hang[0] == 0
+        return True
 
     # -- sizes --------------------------------------------------------------
     def cin(self, cb: int) -> int:
@@ -428,8 +571,9 @@ class WindowRule(Rule):
         nram = (ins + outs) * mult
         return Use(nram, self.w_elems(p.cb), bufs)
 
-    def _fit_rows(self, cb: int, tn: int, budget: int) -> WindowPlan | None:
-        """The plan with the most output rows (then columns) for `cb`, `tn`."""
+    def _fit_rows(self, cb: int, tn: int, budget: int, rb: int) -> WindowPlan | None:
+        """The plan with the most output rows (then columns) for `cb`, `tn`
+        in a block of `rb` output rows."""
         mult = 4 if self.exact else 1
         budget //= mult
         cin = self.cin(cb)
@@ -442,9 +586,9 @@ class WindowRule(Rule):
         # rows: tn * (cin * ((th - 1) * sh + eh) * wb + cb * th * wo) <= budget
         per_row = tn * (cin * sh * wb + cb * self.wo)
         fixed = tn * cin * (eh - sh) * wb
-        th = (budget - fixed) // per_row if per_row else self.ho
+        th = (budget - fixed) // per_row if per_row else rb
         if th >= 1:
-            return WindowPlan(cb, tn, balanced(self.ho, th), self.wo)
+            return WindowPlan(cb, tn, balanced(rb, th), self.wo)
         # one row of output, columns tiled
         per_col = tn * (cin * eh * sw + cb)
         fixed = tn * cin * eh * (ew - sw)
@@ -453,27 +597,32 @@ class WindowRule(Rule):
             return WindowPlan(cb, tn, 1, balanced(self.wo, tw))
         return None
 
-    def _cost(self, p: WindowPlan) -> float:
-        nsub = cdiv(self.split.chunk, p.cb)
-        tiles = cdiv(self.n, p.tn) * cdiv(self.ho, p.th) * cdiv(self.wo, p.tw)
+    def _tiles(self, p: WindowPlan, chunk: int, rb: int) -> tuple[int, int]:
+        """(sub-blocks, tiles per sub-block) of one core."""
+        return cdiv(chunk, p.cb), cdiv(self.n, p.tn) * cdiv(rb, p.th) * cdiv(self.wo, p.tw)
+
+    def _cost(self, p: WindowPlan, chunk: int, rb: int) -> float:
+        nsub, tiles = self._tiles(p, chunk, rb)
         ins = prod(self.in_shape(p))
-        moved = nsub * tiles * ins + self.w_elems(self.split.chunk)
+        moved = nsub * tiles * ins + self.w_elems(chunk)
         return dma_cost(self.lw.target, moved, nsub * tiles * 2 + nsub)
 
     def plan(self, nram: int, wram: int) -> WindowPlan:
+        return self._plan(nram, wram, self.split.chunk, self.rows.chunk)
+
+    def _plan(self, nram: int, wram: int, chunk: int, rb: int) -> WindowPlan:
         eb = self.lw.target.element_bytes
         nram //= eb
         wram //= eb
-        chunk = self.split.chunk
         best, best_cost = None, None
         for cb in block_sizes(chunk, math.lcm(self.lanes, self.unit), self.unit):
             if self.w_elems(cb) > wram:
                 continue
             for tn in sorted({self.n, 1}, reverse=True):
-                p = self._fit_rows(cb, tn, nram)
+                p = self._fit_rows(cb, tn, nram, rb)
                 if p is None:
                     continue
-                cost = self._cost(p)
+                cost = self._cost(p, chunk, rb)
                 if best is None or cost < best_cost:
                     best, best_cost = p, cost
                 break
@@ -481,13 +630,43 @@ class WindowRule(Rule):
             raise NoPlan
         return best
 
+    def _estimate(self, grid: Grid) -> float | None:
+        """`estimate_ns` of the layer split by `grid`, tiled for the whole
+        per-core memories. A dense convolution's input tile is one DRAM read
+        per row block (the channel groups' loads are identical: multicast),
+        any other layer's one per core; a channel group's weights are one
+        read (its row blocks share them)."""
+        t = self.lw.target
+        chunk, rb = grid.ch.chunk, grid.rows.chunk
+        try:
+            p = self._plan(t.nram_bytes, t.wram_bytes, chunk, rb)
+        except NoPlan:
+            return None
+        nsub, tiles = self._tiles(p, chunk, rb)
+        ins = prod(self.in_shape(p))
+        readers = grid.rows.active if self.kind == "conv" and self.dense else grid.active
+        dram = (nsub * tiles * ins * readers + self.w_elems(chunk) * grid.ch.active
+                + self.n * self.co * self.ho * self.wo)
+        weights = (1 + (self.bias is not None)) if self.kind == "conv" else 0
+        transfers = nsub * (2 * tiles + weights)
+        if self.kind == "conv":
+            groups = self.cin(p.cb) // self.cig
+            step = conv_cycles(t, p.tn, p.th, p.tw, *self.k, p.cb, self.cig, groups)
+        else:
+            step = vector_cycles(t, p.tn * p.cb * p.th * p.tw, self.k[0] * self.k[1])
+        overhead = t.instruction_overhead_cycles
+        cycles = nsub * tiles * (overhead + step)
+        if any(self.p) or any(self.hang):  # padding fills: about two per sub-block
+            cycles += nsub * min(tiles, 2) * (overhead + vector_cycles(t, ins, 1))
+        return estimate_ns(t, grid.active, dram, transfers, cycles)
+
     def min_plan(self) -> WindowPlan:
         if not self.spatial_tiling:
             return WindowPlan(self.unit, 1, self.ho, self.wo)
         return WindowPlan(self.unit, 1, 1, 1)
 
     def ideal_plan(self) -> WindowPlan:
-        return WindowPlan(self.split.chunk, self.n, self.ho, self.wo)
+        return WindowPlan(self.split.chunk, self.n, self.rows.chunk, self.wo)
 
     # -- emission -----------------------------------------------------------
     def emit(self, kb: KernelBuilder, p: WindowPlan) -> None:
@@ -517,17 +696,18 @@ class WindowRule(Rule):
                 suffix = "" if not bufs else f"_{len(bufs)}"
                 i = kb.alloc(ish, "nram", f"{name}_in{suffix}")
                 o = kb.alloc(osh, "nram", f"{name}_out{suffix}")
-                bufs[key] = (i, o, {"cols": None})
+                # whether the buffer was filled, and per core the boxes
+                # loads wrote since
+                bufs[key] = (i, o, {"filled": False, "boxes": [[] for _ in range(cores)]})
             return bufs[key]
 
         if not self.exact:
             buffers(self.in_shape(p), self.out_shape(p))
 
-        sh, sw = self.s
-        eh, ew = self.eff
-        pt, pl = self.p[0], self.p[1]
+        cells = [self.grid.cell(c) for c in range(cores)]
+        blocks = [self.rows.range(cell[1]) if cell is not None else (0, 0) for cell in cells]
         for j in range(nsub):
-            ranges = [split.sub(c, j, p.cb) for c in range(cores)]
+            ranges = [split.sub(cell[0], j, p.cb) if cell is not None else (0, 0) for cell in cells]
             if self.kind == "conv":
                 kb.load(w_buf, wt, [box_entry((lo, 0, 0, 0), (hi - lo, self.cig, *self.k), (0, 0, 0, 0))
                                     for lo, hi in ranges])
@@ -535,56 +715,108 @@ class WindowRule(Rule):
                     kb.load(b_buf, bt, [box_entry((lo,), (hi - lo,), (0,)) for lo, hi in ranges])
             for n0 in range(0, self.n, p.tn):
                 tn = min(p.tn, self.n - n0)
-                for r0 in range(0, self.ho, p.th):
-                    r1 = min(self.ho, r0 + p.th)
-                    wr0, wr1 = r0 * sh, (r1 - 1) * sh + eh  # padded coordinates
-                    ir0, ir1 = max(0, wr0 - pt), min(self.h, wr1 - pt)
+                for t0 in range(0, self.rows.chunk, p.th):
+                    # each core's output rows [r0, r1) of this tile (None: no work)
+                    spans: list[tuple[int, int] | None] = []
+                    for (lo, hi), (b0, b1) in zip(ranges, blocks):
+                        r0, r1 = b0 + t0, min(b1, b0 + t0 + p.th)
+                        spans.append((r0, r1) if hi > lo and r1 > r0 else None)
+                    if not any(spans):
+                        continue
                     for q0 in range(0, self.wo, p.tw):
                         q1 = min(self.wo, q0 + p.tw)
-                        wc0, wc1 = q0 * sw, (q1 - 1) * sw + ew
-                        ic0, ic1 = max(0, wc0 - pl), min(self.w, wc1 - pl)
-                        if self.exact:
-                            hb = min(wr1, self.hp) - wr0
-                            wbb = min(wc1, self.wp) - wc0
-                            ish = (p.tn, self.cin(p.cb), hb, wbb)
-                            osh = (p.tn, p.cb, r1 - r0, q1 - q0)
-                        else:
-                            ish, osh = self.in_shape(p), self.out_shape(p)
-                        ibuf, obuf, state = buffers(ish, osh)
-                        hb, wbb = ish[2], ish[3]
-                        roff, coff = max(0, pt - wr0), max(0, pl - wc0)
-                        nr, nc = max(0, ir1 - ir0), max(0, ic1 - ic0)
-                        # rows / columns the valid outputs read that no load writes
-                        need_rows = roff > 0 or roff + nr < min(wr1 - wr0, hb)
-                        need_cols = coff > 0 or coff + nc < min(wc1 - wc0, wbb)
-                        pattern = (coff, nc)
-                        if need_rows or (need_cols and state["cols"] != pattern):
-                            kb.fill(ibuf, self.pad_value)
-                            state["cols"] = pattern
-                        elif state["cols"] != pattern:
-                            state["cols"] = None
+                        self._emit_tile(kb, p, x, y, w_buf, b_buf, buffers, ranges, spans, n0, tn, q0, q1)
 
-                        def in_entry(c, lo_hi):
-                            lo, hi = lo_hi
-                            if hi <= lo:
-                                return None
-                            if self.kind == "conv" and self.dense:
-                                clo, chi = 0, self.ci
-                            elif self.kind == "conv":
-                                clo, chi = lo // self.cog * self.cig, hi // self.cog * self.cig
-                            else:
-                                clo, chi = lo, hi
-                            return box_entry((n0, clo, ir0, ic0), (tn, chi - clo, nr, nc), (0, 0, roff, coff))
+    def _emit_tile(self, kb, p, x, y, w_buf, b_buf, buffers, ranges, spans, n0, tn, q0, q1) -> None:
+        """One tile: each core with work loads its input rows (with the
+        halo; padding filled), computes, stores its rows of its channels."""
+        sh, sw = self.s
+        eh, ew = self.eff
+        pt, pl = self.p[0], self.p[1]
+        wc0, wc1 = q0 * sw, (q1 - 1) * sw + ew
+        ic0, ic1 = max(0, wc0 - pl), min(self.w, wc1 - pl)
+        coff, nc = max(0, pl - wc0), max(0, ic1 - ic0)
+        geo: list[tuple | None] = []  # per core: (r0, r1, wr0, wr1, ir0, roff, nr)
+        for span in spans:
+            if span is None:
+                geo.append(None)
+                continue
+            r0, r1 = span
+            wr0, wr1 = r0 * sh, (r1 - 1) * sh + eh  # padded coordinates
+            ir0, ir1 = max(0, wr0 - pt), min(self.h, wr1 - pt)
+            geo.append((r0, r1, wr0, wr1, ir0, max(0, pt - wr0), max(0, ir1 - ir0)))
+        if self.exact:  # (one block of rows: every core has the same rows)
+            r0, r1, wr0, wr1, *_ = next(g for g in geo if g is not None)
+            hb = min(wr1, self.hp) - wr0
+            wbb = min(wc1, self.wp) - wc0
+            ish = (p.tn, self.cin(p.cb), hb, wbb)
+            osh = (p.tn, p.cb, r1 - r0, q1 - q0)
+        else:
+            ish, osh = self.in_shape(p), self.out_shape(p)
+        ibuf, obuf, state = buffers(ish, osh)
+        hb, wbb = ish[2], ish[3]
+        # fill the buffer if a core's valid outputs read a cell that no load
+        # writes (padding) and a load wrote it since the last fill
+        fill = False
+        boxes = state["boxes"]
+        for c, g in enumerate(geo):
+            if g is None:
+                continue
+            _, _, wr0, wr1, _, roff, nr = g
+            box = (roff, roff + nr, coff, coff + nc)
+            need = (roff > 0 or roff + nr < min(wr1 - wr0, hb)
+                    or coff > 0 or coff + nc < min(wc1 - wc0, wbb))
+            dirty = not state["filled"] or any(
+                not (box[0] <= b[0] and b[1] <= box[1] and box[2] <= b[2] and b[3] <= box[3]) for b in boxes[c]
+            )
+            fill = fill or (need and dirty)
+        if fill:
+            kb.fill(ibuf, self.pad_value)
+            state["filled"] = True
+            for b in boxes:
+                b.clear()
+        for c, g in enumerate(geo):
+            if g is not None and g[6] and nc:
+                box = (g[5], g[5] + g[6], coff, coff + nc)
+                if box not in boxes[c]:
+                    boxes[c].append(box)
 
-                        kb.load(ibuf, x, [in_entry(c, ranges[c]) for c in range(cores)])
-                        if self.kind == "conv":
-                            kb.add(accel.ConvOp(obuf, ibuf, w_buf, b_buf, self.s, self.d, ish[1] // self.cig))
-                        else:
-                            pads = (roff, coff, hb - roff - nr, wbb - coff - nc)
-                            kb.add(accel.PoolOp(obuf, ibuf, self.kind, self.k, self.s, self.d, pads,
-                                                self.count_include_pad))
-                        kb.store(y, obuf, [box_entry((0, 0, 0, 0), (tn, hi - lo, r1 - r0, q1 - q0), (n0, lo, r0, q0))
-                                           for lo, hi in ranges])
+        def in_entry(c):
+            lo, hi = ranges[c]
+            g = geo[c]
+            if g is None:
+                return None
+            _, _, _, _, ir0, roff, nr = g
+            if self.kind == "conv" and self.dense:
+                clo, chi = 0, self.ci
+            elif self.kind == "conv":
+                clo, chi = lo // self.cog * self.cig, hi // self.cog * self.cig
+            else:
+                clo, chi = lo, hi
+            return box_entry((n0, clo, ir0, ic0), (tn, chi - clo, nr, nc), (0, 0, roff, coff))
+
+        cores = len(spans)
+        kb.load(ibuf, x, [in_entry(c) for c in range(cores)])
+        if self.kind == "conv":
+            kb.add(accel.ConvOp(obuf, ibuf, w_buf, b_buf, self.s, self.d, ish[1] // self.cig))
+        else:
+            pads = {(g[5], coff, hb - g[5] - g[6], wbb - coff - nc) for g in geo if g is not None}
+            if len(pads) == 1:
+                (pool_pads,) = pads
+            else:
+                # cores differ in which rows are padding: declare them data
+                # (they hold the pad value; see _rows_may_split)
+                pool_pads = (0, coff, 0, wbb - coff - nc)
+            kb.add(accel.PoolOp(obuf, ibuf, self.kind, self.k, self.s, self.d, pool_pads,
+                                self.count_include_pad))
+        stores = []
+        for (lo, hi), g in zip(ranges, geo):
+            if g is None:
+                stores.append(None)
+                continue
+            r0, r1 = g[0], g[1]
+            stores.append(box_entry((0, 0, 0, 0), (tn, hi - lo, r1 - r0, q1 - q0), (n0, lo, r0, q0)))
+        kb.store(y, obuf, stores)
 
 
 # --------------------------------------------------------------------------
@@ -690,12 +922,6 @@ class EltwiseRule(Rule):
         self.shape = shape_of(op.results[0])
         self.axis = split_axis(len(self.shape))
         t = lw.target
-        if self.axis is None:
-            self.split = whole_split(1)
-        else:
-            self.split = make_split(self.shape[self.axis], cores, t.vector_lanes)
-        self.active = self.split.active
-        # (operand DRAM getter, shape, space) in argument order; steps
         if isinstance(op, nn.BatchNormOp):
             scale, shift = lw.bn_constants(op)
             self.operands = [(op.input, shape_of(op.input), "nram"), (scale, None, "wram"), (shift, None, "wram")]
@@ -707,6 +933,50 @@ class EltwiseRule(Rule):
                 space = "wram" if lw.is_weight(v) else "nram"
                 self.operands.append((v, shape_of(v), space))
             self.steps = [(kind, list(range(len(op.operands))), eltwise_params(op))]
+        # channels (axis 1; 0 for vectors) x blocks of axis 2 (rank >= 3)
+        self.row_axis = 2 if len(self.shape) >= 3 else None
+        if self.axis is None:
+            self.grid = Grid(whole_split(1), whole_split(1))
+        elif self.row_axis is None:
+            self.grid = Grid(make_split(self.shape[self.axis], cores, t.vector_lanes), whole_split(1))
+        else:
+            options = grids(self.shape[self.axis], self.shape[self.row_axis], cores, t.vector_lanes)
+            key = ("eltwise", t, cores, tuple(self.shape), tuple((tuple(s), sp) for s, sp in self._shapes()),
+                   tuple(kind for kind, _, _ in self.steps))
+            self.grid = chosen_grid(key, options, self._estimate)
+        self.split, self.rows = self.grid.ch, self.grid.rows
+        self.active = self.grid.active
+
+    def _block(self, rows: Split | None = None) -> tuple[int, ...]:
+        """The output box of one core's row block (all channels)."""
+        shape = list(self.shape)
+        if self.row_axis is not None:
+            shape[self.row_axis] = (rows or self.rows).chunk
+        return tuple(shape)
+
+    def _estimate(self, grid: Grid) -> float | None:
+        """`estimate_ns` of the layer split by `grid`, tiled for the whole
+        per-core memories (operands that are broadcast are read by every
+        core, an upper bound)."""
+        t = self.lw.target
+        block = self._block(grid.rows)
+        try:
+            p = self._plan(t.nram_bytes, t.wram_bytes, block, grid.ch.chunk)
+        except NoPlan:
+            return None
+        tiles = cdiv(grid.ch.chunk, p.cb) * prod(
+            cdiv(d, s) for i, (d, s) in enumerate(zip(block, p.tile)) if i != self.axis)
+        dram = prod(self.shape)
+        zero = (0,) * len(self.shape)
+        for shp, _ in self._shapes():
+            if tuple(shp) == tuple(self.shape):
+                dram += prod(shp)
+            else:
+                dram += prod(operand_box(shp, zero, p.tile)[1]) * tiles * grid.active
+        step = sum(t.instruction_overhead_cycles + vector_cycles(t, prod(p.tile), VECTOR_WORK.get(kind, 1))
+                   for kind, _, _ in self.steps)
+        transfers = tiles * (len(self.operands) + 1)
+        return estimate_ns(t, grid.active, dram, transfers, tiles * step)
 
     def _shapes(self):
         out = []
@@ -740,6 +1010,9 @@ class EltwiseRule(Rule):
         return Use(self._cost(p.tile, "nram"), self._cost(p.tile, "wram"), bufs)
 
     def plan(self, nram: int, wram: int) -> BoxPlan:
+        return self._plan(nram, wram, self._block(), self.split.chunk)
+
+    def _plan(self, nram: int, wram: int, block: tuple[int, ...], chunk: int) -> BoxPlan:
         eb = self.lw.target.element_bytes
         nram //= eb
         wram //= eb
@@ -749,7 +1022,7 @@ class EltwiseRule(Rule):
                 return nram + 1
             return self._cost(tile, "nram")
 
-        p = plan_box(self.shape, self.axis, self.split.chunk, cost, nram, self.lw.target.vector_lanes)
+        p = plan_box(block, self.axis, chunk, cost, nram, self.lw.target.vector_lanes)
         if p is None:
             raise NoPlan
         return p
@@ -759,7 +1032,7 @@ class EltwiseRule(Rule):
         return BoxPlan(1, tuple(tile))
 
     def ideal_plan(self) -> BoxPlan:
-        tile = list(self.shape)
+        tile = list(self._block())
         if self.axis is not None:
             tile[self.axis] = self.split.chunk
         return BoxPlan(self.split.chunk, tuple(tile))
@@ -775,15 +1048,18 @@ class EltwiseRule(Rule):
         bufs = [kb.alloc(s, sp, f"{self.name}_{'in' if i == 0 else 'arg'}{'' if i == 0 else i}")
                 for i, (s, sp) in enumerate(shapes)]
         out = bufs[0] if inplace else kb.alloc(p.tile, "nram", f"{self.name}_out")
-        cores, axis, split = kb.cores, self.axis, self.split
+        cores, axis, split, ra = kb.cores, self.axis, self.split, self.row_axis
         oshapes = [shp for shp, _ in self._shapes()]
         nsub = cdiv(split.chunk, p.cb) if axis is not None else 1
+        cells = [self.grid.cell(c) for c in range(cores)]
+        blocks = [self.rows.range(cell[1]) if cell is not None else (0, 0) for cell in cells]
+        block = self._block()
         for j in range(nsub):
             if axis is not None:
-                ranges = [split.sub(c, j, p.cb) for c in range(cores)]
+                ranges = [split.sub(cell[0], j, p.cb) if cell is not None else (0, 0) for cell in cells]
             else:
                 ranges = [(0, 1) if c == 0 else (0, 0) for c in range(cores)]
-            for origin in box_tiles(self.shape, p.tile, axis):
+            for origin in box_tiles(block, p.tile, axis):
                 sizes0 = [min(t, d - o) for o, t, d in zip(origin, p.tile, self.shape)]
 
                 def out_box(c):
@@ -793,6 +1069,12 @@ class EltwiseRule(Rule):
                     off, size = list(origin), list(sizes0)
                     if axis is not None:
                         off[axis], size[axis] = lo, hi - lo
+                    if ra is not None:  # the tile's rows inside the core's block
+                        b0, b1 = blocks[c]
+                        off[ra] = b0 + origin[ra]
+                        size[ra] = min(p.tile[ra], b1 - off[ra])
+                        if size[ra] <= 0:
+                            return None
                     return tuple(off), tuple(size)
 
                 boxes = [out_box(c) for c in range(cores)]

@@ -209,6 +209,13 @@ def test_plan_checks(tmp_path):
     bad = dict(doc, groups=[{"layers": ["c1", "c2"], "cores": 1}, {"layers": ["r1"], "cores": 1},
                             {"layers": ["r2", "pool"], "cores": 1}])
     assert "is not convex" in attempt(bad)
+    bad = dict(doc, groups=[*doc["groups"][1:], doc["groups"][0]])  # any order is fine
+    p = tmp_path / "reordered.json"
+    p.write_text(json.dumps(bad))
+    ctx, module = model("chain")
+    FuseLayersPass(plan=str(p)).apply(ctx, module)
+    assert [(n, layers) for n, _, layers in describe(module)] == [
+        ("g0", ["c1"]), ("g1", ["r1"]), ("g2", ["c2"]), ("g3", ["r2"]), ("g4", ["pool"])]
     bad = dict(doc, groups=[{"layers": ["c1"], "cores": 64}, *doc["groups"][1:]])
     assert "group 0 has core number 64; target 'mlu100' has 32 cores" in attempt(bad)
     (tmp_path / "broken.json").write_text("{")
@@ -220,6 +227,21 @@ def test_plan_checks(tmp_path):
 # --------------------------------------------------------------------------
 # bad input
 # --------------------------------------------------------------------------
+
+
+def test_plan_with_a_cycle_of_convex_groups_is_rejected_before_any_change(tmp_path):
+    ctx, module = model("inception")
+    path = tmp_path / "p.json"
+    FuseLayersPass(strategy="baseline", save=str(path)).apply(ctx, module)
+    doc = json.loads(path.read_text())
+    doc["groups"] = [{"layers": ["b2a", "b3b"], "cores": 1}, {"layers": ["b3a", "b2b"], "cores": 1},
+                     *[g for g in doc["groups"] if g["layers"][0] not in ("b2a", "b2b", "b3a", "b3b")]]
+    path.write_text(json.dumps(doc))
+    ctx, module = model("inception")
+    before = str(module)
+    with pytest.raises(DlfusionError, match=r"the groups cannot run one after another: group 0 \(b2a, b3b\) is on a cycle"):
+        FuseLayersPass(plan=str(path)).apply(ctx, module)
+    assert str(module) == before
 
 
 def test_unknown_strategy_leaves_the_module(tmp_path):

@@ -470,15 +470,23 @@ def test_medium_layer_improves_then_worsens(lower):
 # --------------------------------------------------------------------------
 
 
-def test_few_channels_one_active_core_whatever_the_plan(lower):
+def test_few_channels_use_many_cores_poorly(lower):
+    """16 output channels fill half of one core's 32 lanes. With a channel
+    split alone (the hand-built lowering) one core works whatever the plan;
+    the real lowering also splits rows, but the speedup stays small while a
+    256-channel layer of the same map scales (see the large-layer tests)."""
     shape, layer = (1, 64, 56, 56), Conv(16, 3)
     lat = curve(lower, shape, layer)
-    for n in CORES:
-        _, rep = lower(shape, [layer], [(1, n)])
-        assert rep["kernels"][0]["active"] == 1
-        busy = [c["busy_total_ns"] for c in rep["cores"]]
-        assert busy[0] > 0 and not any(busy[1:])
-    assert all(lat[a] <= lat[b] for a, b in zip(CORES, CORES[1:])), lat
+    if lower is handbuilt:
+        for n in CORES:
+            _, rep = lower(shape, [layer], [(1, n)])
+            assert rep["kernels"][0]["active"] == 1
+            busy = [c["busy_total_ns"] for c in rep["cores"]]
+            assert busy[0] > 0 and not any(busy[1:])
+        assert all(lat[a] <= lat[b] for a, b in zip(CORES, CORES[1:])), lat
+    best = min(lat.values())
+    assert lat[1] / best < 3, lat  # far from the 32 cores offered
+    assert lat[32] > best, lat  # and all cores are worse than the best
     # on a smaller layer the dispatch of the idle cores shows
     small = curve(lower, (1, 64, 14, 14), layer)
     assert all(small[a] <= small[b] for a, b in zip(CORES, CORES[1:])), small
@@ -537,20 +545,17 @@ def test_one_core_number_for_a_group_is_a_trade_off(lower):
     (best on one core): a conv after a conv exchanges or spills its
     intermediate, and the two layers share one core number and one core's
     on-chip memory. The group's best core number is not the small layer's,
-    and the best fused plan is no better than each layer on its own best core
-    number with one launch saved."""
+    and forcing the small layer's preference on the group costs a lot."""
     shape = (1, 256, 28, 28)
     big, small = Conv(512, 3), Conv(16, 1)
     lat_big = curve(lower, shape, big)
     lat_small = curve(lower, (1, 512, 28, 28), small)
     best_big = min(lat_big, key=lat_big.get)
     best_small = min(lat_small, key=lat_small.get)
-    assert best_big >= 8 and best_small == 1
+    assert best_big >= 8 and best_small <= 4
     group = {n: lower(shape, [big, small], [(2, n)])[0] for n in CORES}
     best_group = min(group, key=group.get)
     assert best_group != best_small
-    separate = lat_big[best_big] + lat_small[best_small]
-    assert group[best_group] > separate - T.kernel_launch_us
     # forcing the small layer's best core number on the group is much worse
     assert group[best_small] > 2 * group[best_group]
 
@@ -619,7 +624,6 @@ def test_issue_small_1x1_conv_is_slower_on_all_cores():
     assert lat[32] > 1.3 * few, lat
 
 
-@pytest.mark.xfail(strict=True, reason="needs the channels x rows split in lower-to-accel")
 def test_issue_large_3x3_conv_speeds_up_more_than_10x():
     """(b) A 3x3 convolution 256 -> 256 on 56x56: with the input multicast
     (one DRAM read whatever the core count), all 32 cores are more than 10

@@ -374,3 +374,34 @@ def pad(x: np.ndarray, pads: Sequence[int], mode: str = "constant", value: float
     if mode in ("reflect", "edge"):
         return np.pad(x, widths, mode=mode)
     raise ValueError(f"pad mode '{mode}' is not one of constant, reflect, edge")
+
+
+def im2col(
+    xp: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int] = (1, 1),
+    dilations: Sequence[int] = (1, 1),
+    groups: int = 1,
+) -> np.ndarray:
+    """The (groups, C_g * KH * KW, N * OH * OW) columns of the (already
+    padded) NCHW array, exactly as `conv2d` makes them for its product (the
+    same values and layout); for a grouped or depthwise convolution too (but
+    `conv2d` sums the taps of a depthwise one instead)."""
+    n, c, h, wd = xp.shape
+    kh, kw = kernel
+    g = groups
+    cig = c // g
+    oh = conv_out_dim(h, kh, strides[0], 0, 0, dilations[0])
+    ow = conv_out_dim(wd, kw, strides[1], 0, 0, dilations[1])
+    k = cig * kh * kw
+    p = n * oh * ow
+    if kh == kw == 1:
+        cols = xp[:, :, :: strides[0], :: strides[1]][:, :, :oh, :ow]
+        cols = cols.reshape(n, g, cig, 1, 1, oh, ow)
+    else:
+        v = _windows(xp, (kh, kw), strides, dilations, (oh, ow))
+        cols = v.reshape(n, g, cig, oh, ow, kh, kw).transpose(0, 1, 2, 5, 6, 3, 4)
+    if n == 1:
+        return cols.reshape(g, k, p)
+    return cols.transpose(1, 2, 3, 4, 0, 5, 6).reshape(g, k, p)
+

@@ -19,8 +19,10 @@ Chrome trace and a Gantt chart of a `SimResult`.
 
 from __future__ import annotations
 
+import ctypes
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,6 +150,45 @@ class SimResult:
         return self.instructions / self.wall_s if self.wall_s > 0 else float("inf")
 
 
+_OPENBLAS_SETTERS: list | None = None
+
+
+def _openblas_setters() -> list:
+    """`openblas_set_num_threads_local` (set the thread count, return the
+    previous one) of every OpenBLAS this process has loaded (numpy's, on
+    Linux); empty if there is none or it cannot be found."""
+    global _OPENBLAS_SETTERS
+    if _OPENBLAS_SETTERS is None:
+        setters = []
+        try:
+            with open("/proc/self/maps") as maps:
+                fields = [ln.split(None, 5) for ln in maps if "openblas" in ln.lower()]
+            paths = sorted({f[5].strip() for f in fields if len(f) == 6})
+            for path in paths:
+                fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+                if fn is not None:
+                    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+                    setters.append(fn)
+        except (OSError, IndexError, ValueError):
+            setters = []
+        _OPENBLAS_SETTERS = setters
+    return _OPENBLAS_SETTERS
+
+
+@contextmanager
+def _blas_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` OpenBLAS threads (None: as configured), restored after.
+    The results do not depend on it (a product's elements are split among
+    threads, not its sums)."""
+    setters = _openblas_setters() if n else []
+    previous = [fn(n) for fn in setters]
+    try:
+        yield
+    finally:
+        for fn, p in zip(setters, previous):
+            fn(p)
+
+
 def _resolve_target(program: accel.ProgramOp, target) -> AcceleratorTarget:
     if target is None:
         return load_target(program.target.data)
@@ -163,6 +204,7 @@ def simulate(
     timing_only: bool = False,
     target: AcceleratorTarget | str | None = None,
     record_events: bool = True,
+    blas_threads: int | None = 1,
 ) -> SimResult:
     """Run the `accel.program` of `module` (parsed or built in `ctx`, whose
     weight store holds the weights) on the simulated accelerator.
@@ -172,6 +214,10 @@ def simulate(
     With `timing_only`, no tensor is computed and `outputs` is empty; the
     latency is the same as a full run's. `record_events=False` keeps no
     per-instruction timeline (faster, less memory; the report is unchanged).
+    `blas_threads`: the OpenBLAS threads for the numbers (None: as
+    configured); the simulator's products are many and small (per core and
+    tile), where threads cost more than they give, above all on a busy
+    machine.
     """
     from dlfusion.sim.report import build_report
 
@@ -206,7 +252,8 @@ def simulate(
     interpreter = Interpreter(root if isinstance(root, ModuleOp) else ModuleOp([]))
     interpreter.register_implementations(functions)
     interpreter.register_implementations(NNFunctions(store))
-    interpreter.run_op(program, ())
+    with _blas_threads(None if timing_only else blas_threads):
+        interpreter.run_op(program, ())
 
     outputs: dict[str, np.ndarray] = {}
     if not timing_only:

@@ -8,11 +8,11 @@
   attributes only; at the end of each `accel.kernel` the `Machine` simulates
   the kernel on all its cores (see `dlfusion.sim.machine`);
 * the numbers (skipped when `timing_only`): DRAM tensors are float32 numpy
-  arrays, on-chip buffers are one numpy array per core; every core `< active`
-  executes every instruction on its own buffers with the numpy kernels of the
-  `nn` reference interpreter (`accel.conv` is the nn convolution without pads,
-  `accel.eltwise` and `accel.vector` run the `nn` op they name through
-  `NNFunctions`).
+  arrays, on-chip buffers are `SpmdBuffer`s (the buffer of every core of the
+  kernel); every core `< active` executes every instruction on its own buffer
+  with the numpy kernels of the `nn` reference interpreter (`accel.conv` is the
+  nn convolution without pads, `accel.eltwise` runs the `nn` kernel it names,
+  `accel.vector` runs its `nn` op through `NNFunctions`).
 
 An `accel.load` whose (src_offsets, sizes) entry is the same on several
 active cores (a single shared entry, or identical per-core entries) is a
@@ -25,16 +25,40 @@ its share of an `accel.exchange` (all-gather along `axis`) like every core.
 Cores run an instruction one after another in core order (SPMD lock-step), so
 stores and loads of different cores of one kernel see each other in program
 order.
+
+How the numbers are computed fast (the results are those of the per-core
+semantics above, bit for bit: `tests/test_sim_numerics.py` checks them
+against a straightforward per-core reference):
+
+* An `SpmdBuffer` holds the *distinct* contents of its active cores and,
+  per core, which one is its own: a multicast-loaded input tile is one row
+  for all cores, per-core weight slices one row each, a rows x channels
+  split one row per distinct slice. Each instruction is computed once per
+  distinct combination of its inputs' rows, for all of them at once: a
+  convolution is one im2col of every distinct input and one batched product
+  with every distinct weight (per pair the same float32 BLAS product as the
+  per-core `conv2d`), pooling and depthwise convolutions take the distinct
+  rows side by side as channels, element-wise work broadcasts over them.
+* A load of each core's whole buffer from DRAM takes a view instead of a
+  copy (copied before the buffer or that DRAM tensor is written); buffers
+  are updated in place when they can be.
+* DRAM temporaries whose lifetimes (first to last kernel using them) do not
+  overlap share memory, touched once instead of page by page; a temporary in
+  reused memory is zeroed only where it is read before being written.
+* A kernel's instructions are dispatched directly, not through the xDSL
+  interpreter's per-op machinery.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import DictionaryAttr, Float32Type, TensorType
+from xdsl.dialects.builtin import DictionaryAttr, Float32Type, FloatAttr, TensorType, i64
 from xdsl.interpreter import (
     Interpreter,
     InterpreterFunctions,
@@ -48,7 +72,7 @@ from xdsl.interpreter import (
 from xdsl.ir import Block, Operation
 
 from dlfusion.dialects import accel, nn
-from dlfusion.dialects.accel import mshape, table_rows
+from dlfusion.dialects.accel import mshape
 from dlfusion.dialects.weights import MissingWeightError, WeightStore
 from dlfusion.errors import DlfusionError
 from dlfusion.interpreter import kernels as K
@@ -56,10 +80,14 @@ from dlfusion.sim.machine import ELTWISE_WORK, KernelProgram, Machine, TimingMod
 
 _NN_OPS: dict[str, type[Operation]] = {op.name: op for op in nn.NN_OPS}
 
+F32 = np.float32
+
 #: vector-unit work per output element of `accel.vector` layers (docs/accelerator.md);
 #: reductions use the reduced extent, every other layer is data movement (1)
 VECTOR_WORK = {"softmax": 4}
 _REDUCTIONS = ("reduce_mean", "global_avg_pool")
+
+_NO_PADS = (0, 0, 0, 0)
 
 
 def _ints(attr) -> tuple[int, ...]:
@@ -91,6 +119,471 @@ def _box(offsets, sizes) -> tuple[slice, ...]:
     return tuple(slice(o, o + s) for o, s in zip(offsets, sizes))
 
 
+# --------------------------------------------------------------------------
+# per-core tables, decoded fast
+# --------------------------------------------------------------------------
+
+_STRUCTS: dict[str, struct.Struct] = {}
+_ELT_TYPE = attrgetter("elt_type")
+_BYTES = attrgetter("data.data")
+
+
+def _table(attr) -> list[tuple[int, ...]]:
+    """`accel.table_rows(attr)` (each row's values as a tuple), decoded from
+    the rows' bytes at once when they are i64 arrays of one length."""
+    rows = attr.data
+    raws = list(map(_BYTES, rows))
+    types = set(map(id, map(_ELT_TYPE, rows)))
+    if not rows or len(set(map(len, raws))) != 1 or (
+        (len(types) != 1 or rows[0].elt_type != i64) and any(r.elt_type != i64 for r in rows)
+    ):
+        return [tuple(r.get_values()) for r in rows]
+    n = len(raws[0]) >> 3
+    blob = b"".join(raws)
+    fmt = f"<{len(blob) >> 3}q"
+    st = _STRUCTS.get(fmt)
+    if st is None:
+        st = _STRUCTS[fmt] = struct.Struct(fmt)
+    vals = st.unpack(blob)
+    if n == 4:
+        it = iter(vals)
+        return list(zip(it, it, it, it))
+    return [vals[i : i + n] for i in range(0, len(vals), n)] if n else [()] * len(rows)
+
+
+# --------------------------------------------------------------------------
+# the buffers of all cores
+# --------------------------------------------------------------------------
+
+
+def _owned(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A new float32 array of `shape` holding `y` (broadcast as `out[...] = y`)."""
+    new = np.empty(shape, dtype=F32)
+    new[...] = y
+    return new
+
+
+def _fit(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`y` (a fresh result) as an array of `shape`, as the assignment
+    `out[...] = y` fills a buffer of that shape (a reshape when only size-1
+    axes differ, else a broadcast)."""
+    if y.shape == shape and y.dtype == F32:
+        return y
+    if y.size == math.prod(shape):
+        return np.ascontiguousarray(y, dtype=F32).reshape(shape)
+    return _owned(y, shape)
+
+
+def _partition(keys) -> tuple[tuple[int, ...], list]:
+    """Number equal keys alike, in order of first appearance: (the number of
+    each key, the distinct keys)."""
+    seen: dict = {}
+    distinct: list = []
+    numbers = []
+    for key in keys:
+        r = seen.get(key)
+        if r is None:
+            r = seen[key] = len(distinct)
+            distinct.append(key)
+        numbers.append(r)
+    return tuple(numbers), distinct
+
+
+def _combinations(bufs, active: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """The distinct combinations of the buffers' rows over the active cores:
+    (per core the number of its combination, the combinations)."""
+    if not bufs:
+        return (0,) * active, [()]
+    return _partition(zip(*(b.idx for b in bufs)))
+
+
+def _pick(rows: np.ndarray, sel: list[int]) -> np.ndarray:
+    """rows[sel] without a copy when `sel` takes every row in order or the
+    only row (then broadcast against the others)."""
+    if len(rows) == 1 or sel == list(range(len(rows))):
+        return rows
+    return rows[sel]
+
+
+class SpmdBuffer:
+    """One on-chip buffer (`accel.alloc`) of every core of a kernel.
+
+    The active cores' contents are the distinct `rows` (an array of shape
+    `(distinct, *shape)`; None while every core holds zeros) and, per active
+    core, the number of its row (`idx`). Cores whose contents are known to
+    be equal share a row: a uniform buffer (a multicast-loaded input, a map
+    after an all-gather) has one row, a buffer with a different slice on
+    every core (its weights, its output channels) one per core, one split in
+    both ways (rows × channels) one per distinct content. Every row is some
+    core's. Compute instructions work on the distinct rows (or the distinct
+    combinations of their inputs' rows), not core by core.
+
+    Idle cores (`active` and above) are written only by `accel.exchange`:
+    `idle` is None (all zeros), one array that every idle core holds, or a
+    list with one array per idle core.
+
+    Storage arrays belong to this buffer alone, so they are updated in place,
+    except while `view` is set: then `rows` is a view of the DRAM slices that
+    a load would have copied (each core's whole buffer), only read; the
+    buffer copies it before it is written (`own`), and the kernel does before
+    a store writes that DRAM tensor (`release`).
+    """
+
+    __slots__ = ("shape", "cores", "active", "rows", "idx", "view", "idle")
+
+    def __init__(self, shape: tuple[int, ...], cores: int, active: int):
+        self.shape = shape
+        self.cores = cores
+        self.active = active
+        self.rows: np.ndarray | None = None
+        self.idx: tuple[int, ...] = (0,) * active
+        self.view = False
+        self.idle: np.ndarray | list[np.ndarray] | None = None
+
+    # -- the contents ------------------------------------------------------------
+    @property
+    def distinct(self) -> int:
+        return 1 if self.rows is None else len(self.rows)
+
+    def get_rows(self) -> np.ndarray:
+        """The distinct contents, to read."""
+        if self.rows is None:
+            self.rows = np.zeros((1, *self.shape), dtype=F32)
+        return self.rows
+
+    def core(self, c: int) -> np.ndarray:
+        """Active core `c`'s contents, to read."""
+        return self.get_rows()[self.idx[c]]
+
+    def set(self, rows: np.ndarray, idx: tuple[int, ...], view: bool = False) -> None:
+        """Active core `c` now holds `rows[idx[c]]` (owned by this buffer
+        unless `view`)."""
+        self.rows, self.idx, self.view = rows, idx, view
+
+    def own(self) -> None:
+        """Make the storage this buffer's own (copy a DRAM view)."""
+        if self.view:
+            self.view = False
+            self.rows = np.array(self.rows, dtype=F32, order="C", copy=True)
+
+    def release(self, dram: np.ndarray) -> None:
+        """Before `dram` is written: copy a view of it."""
+        if self.view and np.may_share_memory(self.rows, dram):
+            self.own()
+
+    def owned_rows(self) -> np.ndarray | None:
+        """The rows if they may be written in place, else None."""
+        return None if self.view else self.rows
+
+    def all_cores(self) -> list[np.ndarray]:
+        """Independent writable arrays of every core (active, then idle), for
+        the straightforward per-core algorithms."""
+        act = self.active
+        if act:
+            rows = self.get_rows()
+            if self.view or self.idx != tuple(range(act)):
+                rows = np.array(rows[list(self.idx)], dtype=F32, order="C", copy=True)
+            self.set(rows, tuple(range(act)))
+        n_idle = self.cores - act
+        if not isinstance(self.idle, list):
+            if self.idle is None:
+                self.idle = [np.zeros(self.shape, dtype=F32) for _ in range(n_idle)]
+            else:
+                first = self.idle
+                self.idle = [first] + [first.copy() for _ in range(n_idle - 1)]
+        return (list(self.rows) if act else []) + self.idle
+
+    def _idle_core(self, c: int) -> np.ndarray:
+        if self.idle is None:
+            self.idle = np.zeros(self.shape, dtype=F32)
+        return self.idle[c - self.active] if isinstance(self.idle, list) else self.idle
+
+    # -- instructions ------------------------------------------------------------
+    def fill(self, value: np.float32) -> None:
+        if not self.active:
+            return
+        rows = self.owned_rows()
+        if rows is not None and len(rows) == 1:
+            rows.fill(value)
+        else:
+            rows = np.full((1, *self.shape), value, dtype=F32)
+        self.set(rows, (0,) * self.active)
+
+    def load(self, dram: np.ndarray, moves: list) -> bool:
+        """buffer_c[dst_c] = dram[src_c] for every active core's move (None:
+        none); True if the buffer is now a view of `dram`."""
+        act = self.active
+        if not act:
+            return False
+        whole = self.shape
+        old = self.idx
+        # a core's new contents: its move's slice if that fills the buffer,
+        # else its old contents (row) with the move applied
+        keys = [
+            ("all", mv[0]) if mv is not None and mv[1] == whole and not any(mv[2]) else (old[c], mv)
+            for c, mv in enumerate(moves)
+        ]
+        idx, distinct = _partition(keys)
+        if all(k[0] == "all" for k in distinct):
+            srcs = [k[1] for k in distinct]
+            stacked = _stacked_slices(dram, srcs, whole)
+            if stacked is not None:
+                self.set(stacked, idx, view=True)
+                return True
+            rows = np.empty((len(srcs), *whole), dtype=F32)
+            for r, src in enumerate(srcs):
+                rows[r] = dram[_box(src, whole)]
+            self.set(rows, idx)
+            return False
+        rows = self.owned_rows()
+        in_place = (
+            rows is not None
+            and len(rows) == len(distinct)
+            and all(k[0] == r for r, k in enumerate(distinct))
+        )
+        if not in_place:
+            old_rows = self.rows
+            if old_rows is None:
+                rows = np.zeros((len(distinct), *whole), dtype=F32)
+            else:
+                rows = np.empty((len(distinct), *whole), dtype=F32)
+                for r, (o, mv) in enumerate(distinct):
+                    if o != "all" and (mv is None or mv[1] != whole):
+                        rows[r] = old_rows[o]
+        for r, (o, mv) in enumerate(distinct):
+            if o == "all":
+                rows[r] = dram[_box(mv, whole)]
+            elif mv is not None:
+                src, size, dst = mv
+                rows[r][_box(dst, size)] = dram[_box(src, size)]
+        self.set(rows, idx)
+        return False
+
+    def store(self, dram: np.ndarray, moves: list) -> None:
+        """dram[dst_c] = buffer_c[src_c] for every active core, in core order."""
+        if not self.active:
+            return
+        rows = self.get_rows()
+        writes = [(self.idx[c], mv) for c, mv in enumerate(moves) if mv is not None]
+        # a write that a later identical one repeats is overwritten by it
+        done: set = set()
+        last_first = []
+        for w in reversed(writes):
+            if w not in done:
+                done.add(w)
+                last_first.append(w)
+        for r, (src, size, dst) in reversed(last_first):
+            dram[_box(dst, size)] = rows[r][_box(src, size)]
+
+    def exchange(self, axis: int, ranges: list[tuple[int, ...]]) -> None:
+        """All-gather along `axis`: every core receives the range [lo, hi)
+        of each other core (`ranges[c]`, one per core of the kernel)."""
+        pre = (slice(None),) * axis
+        nonempty = [(c, lo, hi) for c, (lo, hi) in enumerate(ranges) if hi > lo]
+        spans = sorted((lo, hi) for _, lo, hi in nonempty)
+        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+            self._exchange_per_core(pre, ranges)
+            return
+        # disjoint ranges: every core ends with each range's contribution in
+        # that range (its own range holds its own contribution already) and
+        # its own contents elsewhere
+        act, n_idle = self.active, self.cores - self.active
+
+        def part(c, lo, hi):
+            src = self.core(c) if c < act else self._idle_core(c)
+            return src[(*pre, slice(lo, hi))]
+
+        if sum(hi - lo for _, lo, hi in nonempty) == self.shape[axis]:
+            new = np.empty(self.shape, dtype=F32)
+            for c, lo, hi in nonempty:
+                new[(*pre, slice(lo, hi))] = part(c, lo, hi)
+            if n_idle:
+                self.idle = new.copy()
+            if act:
+                self.set(new[None], (0,) * act)
+            return
+        parts = [(slice(lo, hi), part(c, lo, hi).copy()) for c, lo, hi in nonempty]
+        if act:
+            self.get_rows()
+            self.own()
+            for sl, p in parts:
+                self.rows[(slice(None), *pre, sl)] = p
+        if n_idle:
+            if self.idle is None:
+                self.idle = np.zeros(self.shape, dtype=F32)
+            for arr in self.idle if isinstance(self.idle, list) else [self.idle]:
+                for sl, p in parts:
+                    arr[(*pre, sl)] = p
+
+    def _exchange_per_core(self, pre, ranges) -> None:
+        """The all-gather core by core (overlapping ranges: later cores'
+        contributions overwrite earlier ones, except on their own core)."""
+        bufs = self.all_cores()
+        parts = [bufs[c][(*pre, slice(lo, hi))].copy() for c, (lo, hi) in enumerate(ranges)]
+        for c in range(self.cores):
+            for c2, (lo, hi) in enumerate(ranges):
+                if c2 != c and hi > lo:
+                    bufs[c][(*pre, slice(lo, hi))] = parts[c2]
+
+
+def _stacked_slices(dram: np.ndarray, srcs: list[tuple[int, ...]], size: tuple[int, ...]) -> np.ndarray | None:
+    """The `(len(srcs), *size)` view of `dram` holding the slices at offsets
+    `srcs`, when they are consecutive along one axis (the i-th at o + i *
+    size there, the same offsets elsewhere); else None."""
+    src0 = srcs[0]
+    rank = len(size)
+    n = len(srcs)
+    if n == 1:
+        return dram[_box(src0, size)][None]
+    src1 = srcs[1]
+    diff = [d for d in range(rank) if src1[d] != src0[d]]
+    if len(diff) != 1:
+        return None
+    axis = diff[0]
+    step = size[axis]
+    if src1[axis] - src0[axis] != step:
+        return None
+    for i, src in enumerate(srcs):
+        for d in range(rank):
+            if src[d] != (src0[d] + i * step if d == axis else src0[d]):
+                return None
+    box = list(_box(src0, size))
+    box[axis] = slice(src0[axis], src0[axis] + n * step)
+    split = dram[tuple(box)].reshape(*size[:axis], n, step, *size[axis + 1 :])
+    return np.moveaxis(split, axis, 0)
+
+
+# --------------------------------------------------------------------------
+# element-wise kinds, straight to the kernels
+# --------------------------------------------------------------------------
+
+#: kinds that are one numpy ufunc (as in `dlfusion.interpreter.kernels`): the
+#: ufunc and its constant trailing operands; computed in place when possible
+_UFUNCS = {
+    "add": (np.add, ()),
+    "sub": (np.subtract, ()),
+    "mul": (np.multiply, ()),
+    "div": (np.divide, ()),
+    "relu": (np.maximum, (F32(0.0),)),
+}
+
+#: kinds without params: their kernels
+_PLAIN = {
+    "relu": K.relu, "sigmoid": K.sigmoid, "hard_swish": K.hard_swish,
+    "add": K.add, "sub": K.sub, "mul": K.mul, "div": K.div,
+}
+
+
+def _fparam(params: dict, key: str) -> float:
+    attr = params.get(key)
+    if not isinstance(attr, FloatAttr):
+        raise KeyError(key)
+    return float(attr.value.data)
+
+
+def _eltwise_kernel(kind: str, params: DictionaryAttr):
+    """The kernel of an `accel.eltwise` kind with its params, as `NNFunctions`
+    calls it; None unless the params are the plain ones (then the `nn` op is
+    built and interpreted, with its checks and errors)."""
+    p = params.data
+    try:
+        if kind in _PLAIN:
+            return None if p else _PLAIN[kind]
+        if kind == "leaky_relu" and set(p) == {"alpha"}:
+            alpha = _fparam(p, "alpha")
+            return lambda x: K.leaky_relu(x, alpha)
+        if kind == "hard_sigmoid" and set(p) == {"alpha", "beta"}:
+            alpha, beta = _fparam(p, "alpha"), _fparam(p, "beta")
+            return lambda x: K.hard_sigmoid(x, alpha, beta)
+        if kind == "clip" and set(p) <= {"min", "max"}:
+            lo = _fparam(p, "min") if "min" in p else None
+            hi = _fparam(p, "max") if "max" in p else None
+            return lambda x: K.clip(x, lo, hi)
+    except KeyError:
+        return None
+    return None
+
+
+@dataclass
+class _TempPlan:
+    """Where the program's DRAM temporaries live (see `_plan_temps`)."""
+
+    #: the array of each temporary
+    arrays: dict[Operation, np.ndarray] = field(default_factory=dict)
+    #: per kernel: the temporaries that start there in memory another one
+    #: used, each with whether its zeros may be written lazily
+    start: dict[Operation, list[tuple[np.ndarray, bool]]] = field(default_factory=dict)
+    #: per kernel: the temporaries whose last use it is
+    end: dict[Operation, list[np.ndarray]] = field(default_factory=dict)
+
+
+def _plan_temps(program: accel.ProgramOp) -> _TempPlan:
+    """The arrays of the program's DRAM temporaries. A temporary lives from
+    the first to the last kernel that takes it (or a view of it) as operand,
+    or to the end if the program returns it; temporaries whose lifetimes do
+    not overlap share memory (a slot as large as the largest of them), so
+    memory is reused instead of touched page by page for every temporary.
+    A temporary reads as zeros where it was not written, as a fresh one
+    would: when its slot held an earlier one, it is zeroed when its first
+    kernel starts, or lazily (see `AccelFunctions._unwritten`) if no view of
+    it is taken."""
+    ops = list(program.block.ops)
+    root: dict = {}
+    first: dict[Operation, int] = {}
+    last: dict[Operation, float] = {}
+    viewed: set[Operation] = set()
+    kernels = []
+    for o in ops:
+        if isinstance(o, accel.DramOp):
+            if o.kind.data == "temp":
+                root[o.result] = o
+        elif isinstance(o, accel.ViewOp):
+            if o.source in root:
+                root[o.result] = root[o.source]
+                viewed.add(root[o.source])
+        elif isinstance(o, accel.KernelOp):
+            i = len(kernels)
+            kernels.append(o)
+            for v in o.tensors:
+                r = root.get(v)
+                if r is not None:
+                    first.setdefault(r, i)
+                    last[r] = i
+        elif isinstance(o, accel.ReturnOp):
+            for v in o.values:
+                r = root.get(v)
+                if r is not None:
+                    last[r] = math.inf
+    # first fit, in order of first use, into the smallest free slot that holds it
+    slots: list[list] = []  # [elements, free after kernel index, [temps]]
+    for t in sorted(first, key=lambda t: first[t]):
+        need = math.prod(mshape(t.result))
+        free = [s for s in slots if s[1] < first[t] and s[0] >= need]
+        if free:
+            slot = min(free, key=lambda s: s[0])
+        else:
+            free = [s for s in slots if s[1] < first[t]]
+            slot = max(free, key=lambda s: s[0]) if free else None
+            if slot is None:
+                slot = [0, -1, []]
+                slots.append(slot)
+            slot[0] = need
+        slot[1] = last[t]
+        slot[2].append(t)
+    plan = _TempPlan()
+    for size, _, members in slots:
+        mem = np.zeros(size, dtype=F32)
+        for k, t in enumerate(members):
+            shape = mshape(t.result)
+            arr = mem[: math.prod(shape)].reshape(shape)
+            plan.arrays[t] = arr
+            if k:  # the slot's memory held an earlier temporary
+                plan.start.setdefault(kernels[first[t]], []).append((arr, bool(shape) and t not in viewed))
+            if last[t] != math.inf:
+                plan.end.setdefault(kernels[int(last[t])], []).append(arr)
+    return plan
+
+
 @register_impls
 @dataclass
 class AccelFunctions(InterpreterFunctions):
@@ -105,13 +598,25 @@ class AccelFunctions(InterpreterFunctions):
     #: the values of `accel.return` (DRAM arrays), set by the program
     outputs: tuple[Any, ...] = ()
     _kernel: KernelProgram | None = None
+    #: the current kernel's buffers that are views of DRAM
+    _views: list[SpmdBuffer] = field(default_factory=list)
     _nn_ops: dict[Operation, Operation] = field(default_factory=dict)
+    #: DRAM temporaries (sharing memory when their lifetimes do not overlap)
+    _temps: _TempPlan = field(default_factory=_TempPlan)
+    #: temporaries in reused memory, not zeroed yet, by id: the array and,
+    #: for its rows (all axes but the last), whether a store wrote them
+    #: whole; the rest is zeroed before it is read
+    _unwritten: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     # -- program structure -------------------------------------------------
     @impl(accel.ProgramOp)
     def run_program(self, interpreter: Interpreter, op: accel.ProgramOp, args: PythonValues):
+        if not self.timing_only:
+            self._temps = _plan_temps(op)
         with np.errstate(all="ignore"):
             self.outputs = interpreter.run_ssacfg_region(op.body, (), "accel.program")
+            for arr, rows in list(self._unwritten.values()):
+                self._zero_unwritten(arr)
         return ()
 
     @impl_terminator(accel.ReturnOp)
@@ -138,7 +643,8 @@ class AccelFunctions(InterpreterFunctions):
                     f"weight '{op.label.data}' holds {list(arr.shape)}, the program declares {list(shape)}"
                 )
             return (np.ascontiguousarray(arr, dtype=np.float32).reshape(shape),)
-        return (np.zeros(shape, dtype=np.float32),)
+        arr = self._temps.arrays.get(op)
+        return (np.zeros(shape, dtype=np.float32) if arr is None else arr,)
 
     @impl(accel.ViewOp)
     def run_view(self, interpreter: Interpreter, op: accel.ViewOp, args: PythonValues):
@@ -152,18 +658,49 @@ class AccelFunctions(InterpreterFunctions):
     @impl(accel.KernelOp)
     def run_kernel(self, interpreter: Interpreter, op: accel.KernelOp, args: PythonValues):
         self._kernel = KernelProgram(op.sym_name.data, op.num_cores, op.num_active)
-        interpreter.run_ssacfg_region(op.body, args, op.sym_name.data)
+        for arr, lazy in self._temps.start.get(op, ()):
+            if lazy:
+                self._unwritten[id(arr)] = (arr, np.zeros(arr.shape[:-1], dtype=bool))
+            else:
+                arr.fill(0)
+        self._run_body(interpreter, op, args)
         self.machine.run_kernel(self._kernel)
         self._kernel = None
+        self._views.clear()
+        for arr in self._temps.end.get(op, ()):
+            self._unwritten.pop(id(arr), None)
         return ()
+
+    def _run_body(self, interpreter: Interpreter, op: accel.KernelOp, args: PythonValues) -> None:
+        """Run the kernel's instructions in order. A kernel body is a straight
+        line of this class's instructions, so they are dispatched here
+        directly rather than through the interpreter's per-op machinery (its
+        listeners, if any, see the whole kernel)."""
+        if interpreter.listeners:
+            interpreter.run_ssacfg_region(op.body, args, op.sym_name.data)
+            return
+        block = op.body.block
+        env = dict(zip(block.args, args))
+        impls = _KERNEL_IMPLS
+        for inst in block.ops:
+            fn = impls.get(type(inst))
+            if fn is None:  # not an accel instruction: the interpreter's error
+                interpreter.run_op(inst, tuple(env[v] for v in inst.operands))
+                continue
+            try:
+                results = fn(self, interpreter, inst, tuple([env[v] for v in inst.operands])).values
+            except Exception as exc:  # as the interpreter reports it
+                inst.emit_error("Error while interpreting op", exc)
+            if results:
+                env.update(zip(inst.results, results))
 
     # -- on-chip buffers and data movement -----------------------------------
     @impl(accel.AllocOp)
     def run_alloc(self, interpreter: Interpreter, op: accel.AllocOp, args: PythonValues):
         if self.timing_only:
             return (None,)
-        shape = mshape(op.result)
-        return ([np.zeros(shape, dtype=np.float32) for _ in range(self._kernel.cores)],)
+        kp = self._kernel
+        return (SpmdBuffer(mshape(op.result), kp.cores, kp.active),)
 
     @impl(accel.FillOp)
     def run_fill(self, interpreter: Interpreter, op: accel.FillOp, args: PythonValues):
@@ -171,9 +708,7 @@ class AccelFunctions(InterpreterFunctions):
         n = math.prod(mshape(op.buffer))
         kp.compute("fill", "vector", self.model.compute_ns(self.model.vector_cycles(n, ELTWISE_WORK["fill"])))
         if not self.timing_only:
-            value = np.float32(op.value.value.data)
-            for buf in args[0][: kp.active]:
-                buf.fill(value)
+            args[0].fill(np.float32(op.value.value.data))
         return ()
 
     def _dma(self, op: accel.DmaOp, label: str) -> list[tuple[tuple[int, ...], ...] | None]:
@@ -182,47 +717,85 @@ class AccelFunctions(InterpreterFunctions):
         return each active core's (src_offsets, sizes, dst_offsets) or None
         if it moves nothing."""
         kp = self._kernel
-        so, sz, do = (table_rows(t) for t in (op.src_offsets, op.sizes, op.dst_offsets))
+        so, sz, do = (_table(t) for t in (op.src_offsets, op.sizes, op.dst_offsets))
         eb = self.model.element_bytes
-        per_core: list[tuple[tuple[int, ...], ...] | None] = []
+        act = kp.active
         nbytes = [0] * kp.cores
-        shared = len(sz) == 1
-        shared_elems = math.prod(sz[0]) if shared else 0
-        for c in range(kp.active):
-            elems = shared_elems if shared else math.prod(sz[c])
+        if len(so) == len(sz) == len(do) == 1:  # one entry for every core
+            move = (so[0], sz[0], do[0])
+            elems = math.prod(sz[0])
             if elems:
-                nbytes[c] = elems * eb
-                per_core.append(
-                    (so[0 if len(so) == 1 else c], sz[0 if shared else c], do[0 if len(do) == 1 else c])
-                )
-            else:
-                per_core.append(None)
+                nbytes[:act] = [elems * eb] * act
+            per_core = [move if elems else None] * act
+        else:
+            per_core = []
+            prods: dict[tuple[int, ...], int] = {}
+            for c in range(act):
+                size = sz[0 if len(sz) == 1 else c]
+                elems = prods.get(size)
+                if elems is None:
+                    elems = prods[size] = math.prod(size)
+                if elems:
+                    nbytes[c] = elems * eb
+                    per_core.append((so[0 if len(so) == 1 else c], size, do[0 if len(do) == 1 else c]))
+                else:
+                    per_core.append(None)
         slices = None
         if label == "load":  # the multicast key: (src_offsets, sizes)
             slices = [None if mv is None else (mv[0], mv[1]) for mv in per_core]
         kp.dma(label, tuple(nbytes), slices)
         return per_core
 
+    def _zero_unwritten(self, dram: np.ndarray) -> None:
+        """Zero the rows of a temporary in reused memory that no store wrote."""
+        arr, written = self._unwritten.pop(id(dram))
+        if not written.all():
+            arr[~written] = 0
+
+    def _read(self, dram: np.ndarray, moves) -> None:
+        """Before `moves` read `dram`: zeros where it was not written."""
+        entry = self._unwritten.get(id(dram))
+        if entry is not None:
+            written = entry[1]
+            for src, size in {(mv[0][:-1], mv[1][:-1]) for mv in moves if mv is not None}:
+                if not written[_box(src, size)].all():
+                    self._zero_unwritten(dram)
+                    return
+
+    def _write(self, dram: np.ndarray, moves) -> None:
+        """Before `moves` write `dram`: note the rows written whole."""
+        entry = self._unwritten.get(id(dram))
+        if entry is not None:
+            last = dram.shape[-1]
+            moved = {(mv[2], mv[1]) for mv in moves if mv is not None}
+            if any(size[-1] != last for _, size in moved):
+                self._zero_unwritten(dram)
+                return
+            written = entry[1]
+            for dst, size in moved:
+                written[_box(dst[:-1], size[:-1])] = True
+
     @impl(accel.LoadOp)
     def run_load(self, interpreter: Interpreter, op: accel.LoadOp, args: PythonValues):
         moves = self._dma(op, "load")
         if not self.timing_only:
-            bufs, dram = args
-            for c, mv in enumerate(moves):
-                if mv is not None:
-                    src, size, dst = mv
-                    bufs[c][_box(dst, size)] = dram[_box(src, size)]
+            buf, dram = args
+            if self._unwritten:
+                self._read(dram, moves)
+            if buf.load(dram, moves):
+                self._views.append(buf)
         return ()
 
     @impl(accel.StoreOp)
     def run_store(self, interpreter: Interpreter, op: accel.StoreOp, args: PythonValues):
         moves = self._dma(op, "store")
         if not self.timing_only:
-            dram, bufs = args
-            for c, mv in enumerate(moves):
-                if mv is not None:
-                    src, size, dst = mv
-                    dram[_box(dst, size)] = bufs[c][_box(src, size)]
+            dram, buf = args
+            for view in self._views:
+                view.release(dram)
+            if self._unwritten:
+                self._write(dram, moves)
+            buf.store(dram, moves)
         return ()
 
     @impl(accel.BarrierOp)
@@ -235,23 +808,21 @@ class AccelFunctions(InterpreterFunctions):
         kp = self._kernel
         shape = mshape(op.buffer)
         axis = _int(op.axis)
-        ranges = table_rows(op.ranges)
+        ranges = _table(op.ranges)
         inner = math.prod(shape) // shape[axis] if shape[axis] else 0
         contrib = [(hi - lo) * inner for lo, hi in ranges]
         total = sum(contrib)
         eb = self.model.element_bytes
         kp.exchange(tuple((total - contrib[c]) * eb for c in range(kp.cores)))
         if not self.timing_only:
-            bufs = args[0]
-            pre = (slice(None),) * axis
-            parts = [bufs[c][pre + (slice(lo, hi),)].copy() for c, (lo, hi) in enumerate(ranges)]
-            for c in range(kp.cores):
-                for c2, (lo, hi) in enumerate(ranges):
-                    if c2 != c and hi > lo:
-                        bufs[c][pre + (slice(lo, hi),)] = parts[c2]
+            args[0].exchange(axis, ranges)
         return ()
 
     # -- compute ---------------------------------------------------------------
+    # Every compute instruction writes its whole output buffer from its
+    # inputs: an active core's output depends only on the combination of its
+    # inputs' rows, so it is computed once per distinct combination.
+
     @impl(accel.ConvOp)
     def run_conv(self, interpreter: Interpreter, op: accel.ConvOp, args: PythonValues):
         kp = self._kernel
@@ -260,15 +831,68 @@ class AccelFunctions(InterpreterFunctions):
         groups = _int(op.groups)
         m = self.model
         kp.compute("conv", "mac", m.compute_ns(m.conv_cycles(n, ho, wo, kh, kw, co, ci_g, groups)))
-        if not self.timing_only:
-            strides, dilations = _ints(op.strides), _ints(op.dilations)
-            out, x, w = args[0], args[1], args[2]
-            b = args[3] if len(args) > 3 else None
-            for c in range(kp.active):
-                out[c][...] = K.conv2d(
-                    x[c], w[c], None if b is None else b[c], strides, (0, 0, 0, 0), dilations, groups
-                )
+        if not self.timing_only and kp.active:
+            self._conv(args, _ints(op.strides), _ints(op.dilations), groups)
         return ()
+
+    def _conv(self, args, strides, dilations, groups) -> None:
+        out, x, w = args[0], args[1], args[2]
+        b = args[3] if len(args) > 3 else None
+        ins = (x, w) if b is None else (x, w, b)
+        idx, combos = _combinations(ins, self._kernel.active)
+        X, W = x.get_rows(), w.get_rows()
+        B = None if b is None else b.get_rows()
+        if len(combos) == 1:
+            (ix, iw, *ib) = combos[0]
+            y = K.conv2d(X[ix], W[iw], B[ib[0]] if ib else None, strides, _NO_PADS, dilations, groups)
+            out.set(y[None], idx)
+            return
+        n, c, h, wd = x.shape
+        co, ci_g = w.shape[0], w.shape[1]
+        _, _, ho, wo = out.shape
+        g = groups
+        if ci_g == 1 and g > 1:
+            # depthwise: each combination's channels are groups of one
+            # depthwise convolution (the same tap sums as per core)
+            nc = len(combos)
+            xs = _pick(X, [k[0] for k in combos])
+            xm = np.broadcast_to(xs, (nc, *xs.shape[1:])).transpose(1, 0, 2, 3, 4).reshape(n, nc * c, h, wd)
+            ws = np.broadcast_to(_pick(W, [k[1] for k in combos]), (nc, *W.shape[1:]))
+            bm = None if b is None else np.broadcast_to(_pick(B, [k[2] for k in combos]), (nc, co)).reshape(nc * co)
+            y = K.conv2d(xm, ws.reshape(nc * co, *W.shape[2:]), bm, strides, _NO_PADS, dilations, nc * g)
+            ys = y.reshape(n, nc, co, ho, wo).transpose(1, 0, 2, 3, 4)
+            out.set(ys if n == 1 else np.ascontiguousarray(ys), idx)
+            return
+        # the columns of every distinct input once (one im2col of the rows
+        # side by side as groups), then conv2d's product per (input,
+        # weights) pair: per pair the same BLAS product as conv2d's
+        dx, dw = len(X), len(W)
+        xm = X.transpose(1, 0, 2, 3, 4).reshape(n, dx * c, h, wd)
+        cols = K.im2col(xm, w.shape[2:], strides, dilations, dx * g)
+        kk, p = cols.shape[1], cols.shape[2]
+        cols = cols.reshape(dx, g, kk, p)
+        wg = W.reshape(dw, g, co // g, kk)
+        pair_of, pairs = _partition((k[0], k[1]) for k in combos)
+        if len(pairs) == dx * dw:  # every input with every weight: one broadcast product
+            if g == 1:
+                y = np.matmul(wg[None, :, 0], cols[:, None, 0])
+            else:
+                y = np.matmul(wg[None], cols[:, None])
+            y = y.reshape(dx * dw, co, p)
+            pair_rows = [ix * dw + iw for ix, iw in pairs]
+        else:
+            y = np.empty((len(pairs), co, p), dtype=F32)
+            for r, (ix, iw) in enumerate(pairs):
+                if g == 1:
+                    y[r] = np.matmul(wg[iw, 0], cols[ix, 0])
+                else:
+                    y[r] = np.matmul(wg[iw], cols[ix]).reshape(co, p)
+            pair_rows = list(range(len(pairs)))
+        y = y.reshape(len(y), co, n, ho, wo).transpose(0, 2, 1, 3, 4)
+        y = _pick(y, [pair_rows[q] for q in pair_of])
+        if B is not None:
+            y = y + _pick(B, [k[2] for k in combos]).reshape(-1, 1, co, 1, 1)
+        out.set(np.ascontiguousarray(y, dtype=F32), idx)
 
     @impl(accel.MatMulOp)
     def run_matmul(self, interpreter: Interpreter, op: accel.MatMulOp, args: PythonValues):
@@ -277,13 +901,27 @@ class AccelFunctions(InterpreterFunctions):
         nn_ = mshape(op.out)[1]
         m = self.model
         kp.compute("matmul", "mac", m.compute_ns(m.matmul_cycles(mm, nn_, kk)))
-        if not self.timing_only:
-            trans_b = bool(_int(op.trans_b))
-            out, a, b = args[0], args[1], args[2]
-            bias = args[3] if len(args) > 3 else None
-            for c in range(kp.active):
-                out[c][...] = K.gemm(a[c], b[c], None if bias is None else bias[c], False, trans_b)
+        if not self.timing_only and kp.active:
+            self._matmul(args, bool(_int(op.trans_b)))
         return ()
+
+    def _matmul(self, args, trans_b: bool) -> None:
+        out, a, b = args[0], args[1], args[2]
+        bias = args[3] if len(args) > 3 else None
+        ins = (a, b) if bias is None else (a, b, bias)
+        idx, combos = _combinations(ins, self._kernel.active)
+        A, Bm = a.get_rows(), b.get_rows()
+        C = None if bias is None else bias.get_rows()
+        if len(combos) == 1:
+            (ia, ib, *ic) = combos[0]
+            out.set(K.gemm(A[ia], Bm[ib], C[ic[0]] if ic else None, False, trans_b)[None], idx)
+            return
+        # a batched product: per combination the same BLAS product as K.gemm
+        av, bv = _pick(A, [k[0] for k in combos]), _pick(Bm, [k[1] for k in combos])
+        y = np.matmul(av, bv.transpose(0, 2, 1) if trans_b else bv)
+        if C is not None:
+            y = y + _pick(C, [k[2] for k in combos])[:, None, :]
+        out.set(np.ascontiguousarray(y, dtype=F32), idx)
 
     @impl(accel.PoolOp)
     def run_pool(self, interpreter: Interpreter, op: accel.PoolOp, args: PythonValues):
@@ -296,28 +934,32 @@ class AccelFunctions(InterpreterFunctions):
             f"pool.{kind}", "vector",
             m.compute_ns(m.vector_cycles(math.prod(out_shape), kernel[0] * kernel[1])),
         )
-        if not self.timing_only:
+        if not self.timing_only and kp.active:
             strides, dilations, pads = _ints(op.strides), _ints(op.dilations), _ints(op.pads)
             cip = bool(_int(op.count_include_pad))
             t, l, b, r = pads
-            _, _, h, w = mshape(op.input)
+            nb, c, h, w = mshape(op.input)
             oh, ow = out_shape[2], out_shape[3]
             # the padding borders are already in the buffer: pool the interior
             # with the layer's pads, so the kernel knows which border is padding
             floor_h = nn.pool_out_dim(h - t - b, kernel[0], strides[0], t, b, dilations[0], False)
             floor_w = nn.pool_out_dim(w - l - r, kernel[1], strides[1], l, r, dilations[1], False)
             ceil_mode = oh > floor_h or ow > floor_w
-            for c in range(kp.active):
-                x = args[1][c][:, :, t : h - b, l : w - r]
-                if kind == "max":
-                    y = K.max_pool(x, kernel, strides, pads, ceil_mode, dilations)
-                else:
-                    y = K.avg_pool(x, kernel, strides, pads, ceil_mode, cip)
-                if y.shape[2] < oh or y.shape[3] < ow:
-                    raise DlfusionError(
-                        f"internal error: accel.pool computed {list(y.shape)} for an output buffer {list(out_shape)}"
-                    )
-                args[0][c][...] = y[:, :, :oh, :ow]
+            out, x = args[0], args[1]
+            # pooling is per channel: the distinct rows' channels side by side
+            rows = x.get_rows()
+            d = len(rows)
+            xm = rows.transpose(1, 0, 2, 3, 4).reshape(nb, d * c, h, w)[:, :, t : h - b, l : w - r]
+            if kind == "max":
+                y = K.max_pool(xm, kernel, strides, pads, ceil_mode, dilations)
+            else:
+                y = K.avg_pool(xm, kernel, strides, pads, ceil_mode, cip)
+            if y.shape[2] < oh or y.shape[3] < ow:
+                raise DlfusionError(
+                    f"internal error: accel.pool computed {[nb, c, *y.shape[2:]]} for an output buffer {list(out_shape)}"
+                )
+            y = y[:, :, :oh, :ow].reshape(nb, d, c, oh, ow).transpose(1, 0, 2, 3, 4)
+            out.set(np.ascontiguousarray(y, dtype=F32), x.idx)
         return ()
 
     def _nn_op(self, op: Operation, name: str, params: DictionaryAttr, args) -> Operation:
@@ -345,20 +987,55 @@ class AccelFunctions(InterpreterFunctions):
         return built
 
     def _run_nn(self, interpreter: Interpreter, op, name: str, params: DictionaryAttr, args):
-        kp = self._kernel
+        """Interpret the `nn` op `name` once per distinct combination of the
+        active cores' input rows."""
+        if not self._kernel.active:
+            return
         nn_op = self._nn_op(op, name, params, op.args)
-        out = args[0]
-        for c in range(kp.active):
+        out, ins = args[0], args[1:]
+        shape = out.shape
+        idx, combos = _combinations(ins, self._kernel.active)
+        rows = [i.get_rows() for i in ins]
+        ys = np.empty((len(combos), *shape), dtype=F32)
+        for r, combo in enumerate(combos):
             try:
-                (y,) = interpreter.run_op(nn_op, tuple(a[c] for a in args[1:]))
+                (y,) = interpreter.run_op(nn_op, tuple(rs[k] for rs, k in zip(rows, combo)))
             except DlfusionError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise DlfusionError(f"{op.name} '{name}' failed: {first}") from None
-            if y.shape != out[c].shape and y.size == out[c].size:
-                y = y.reshape(out[c].shape)
-            out[c][...] = y
+            y = np.asarray(y)
+            if y.shape != shape and y.size == ys[r].size:
+                y = y.reshape(shape)
+            ys[r] = y
+        out.set(ys, idx)
+
+    def _eltwise(self, kind: str, fn, args) -> None:
+        out, ins = args[0], args[1:]
+        shape = out.shape
+        rank = len(shape)
+        idx, combos = _combinations(ins, self._kernel.active)
+        # per combination each input's row, its axes aligned to the output's
+        # from the right (numpy broadcasting per core)
+        values = []
+        for j, buf in enumerate(ins):
+            v = _pick(buf.get_rows(), [k[j] for k in combos])
+            values.append(v.reshape(len(v), *(1,) * (rank - len(buf.shape)), *buf.shape))
+        full = (len(combos), *shape)
+        uf = _UFUNCS.get(kind)
+        if uf is not None:
+            ufunc, consts = uf
+            target = out.owned_rows()
+            if target is not None and np.broadcast_shapes(*(v.shape for v in values)) == target.shape == full:
+                y = ufunc(*values, *consts, out=target)
+            else:
+                y = ufunc(*values, *consts)
+        else:
+            y = fn(*values)
+            if any(np.may_share_memory(y, v) for v in values):  # storage is never shared
+                y = y.copy()
+        out.set(_fit(y, full), idx)
 
     @impl(accel.EltwiseOp)
     def run_eltwise(self, interpreter: Interpreter, op: accel.EltwiseOp, args: PythonValues):
@@ -367,8 +1044,12 @@ class AccelFunctions(InterpreterFunctions):
         m = self.model
         n = math.prod(mshape(op.out))
         kp.compute(f"eltwise.{kind}", "vector", m.compute_ns(m.vector_cycles(n, ELTWISE_WORK[kind])))
-        if not self.timing_only:
-            self._run_nn(interpreter, op, kind, op.params, args)
+        if not self.timing_only and kp.active:
+            fn = _eltwise_kernel(kind, op.params)
+            if fn is None:
+                self._run_nn(interpreter, op, kind, op.params, args)
+            else:
+                self._eltwise(kind, fn, args)
         return ()
 
     @impl(accel.VectorOp)
@@ -382,3 +1063,19 @@ class AccelFunctions(InterpreterFunctions):
         if not self.timing_only:
             self._run_nn(interpreter, op, layer, op.params, args)
         return ()
+
+
+#: the `@impl`s of the instructions of a kernel body, by op type
+_KERNEL_IMPLS = {
+    accel.AllocOp: AccelFunctions.run_alloc,
+    accel.FillOp: AccelFunctions.run_fill,
+    accel.LoadOp: AccelFunctions.run_load,
+    accel.StoreOp: AccelFunctions.run_store,
+    accel.BarrierOp: AccelFunctions.run_barrier,
+    accel.ExchangeOp: AccelFunctions.run_exchange,
+    accel.ConvOp: AccelFunctions.run_conv,
+    accel.MatMulOp: AccelFunctions.run_matmul,
+    accel.PoolOp: AccelFunctions.run_pool,
+    accel.EltwiseOp: AccelFunctions.run_eltwise,
+    accel.VectorOp: AccelFunctions.run_vector,
+}

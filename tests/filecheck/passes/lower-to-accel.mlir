@@ -272,3 +272,69 @@ func.func @main(%x: tensor<1x64x2x2xf32>, %z: tensor<1x96x2x2xf32>) -> tensor<1x
   }
   func.return %y : tensor<1x160x2x2xf32>
 }
+
+// -----
+
+// CHECK-LABEL: input_names = ["rows4"]
+// CHECK:         accel.kernel "rows4" cores 4 active 4
+// CHECK:           %c_w = accel.alloc : memref<32x16x3x3xf32, "wram">
+// CHECK-NEXT:      %c_in = accel.alloc : memref<1x16x10x34xf32, "nram">
+// CHECK-NEXT:      %c_out = accel.alloc : memref<1x32x8x32xf32, "nram">
+// CHECK-NEXT:      accel.load %c_w, %{{.*}} {src_offsets = [array<i64: 0, 0, 0, 0>], sizes = [array<i64: 32, 16, 3, 3>], dst_offsets = [array<i64: 0, 0, 0, 0>]}
+// CHECK-NEXT:      accel.fill %c_in {value = 0.000000e+00 : f32}
+// CHECK-NEXT:      accel.load %c_in, %{{.*}} {src_offsets = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 7, 0>, array<i64: 0, 0, 15, 0>, array<i64: 0, 0, 23, 0>], sizes = [array<i64: 1, 16, 9, 32>, array<i64: 1, 16, 10, 32>, array<i64: 1, 16, 10, 32>, array<i64: 1, 16, 9, 32>], dst_offsets = [array<i64: 0, 0, 1, 1>, array<i64: 0, 0, 0, 1>, array<i64: 0, 0, 0, 1>, array<i64: 0, 0, 0, 1>]}
+// CHECK-NEXT:      accel.conv %c_out, %c_in, %c_w
+// CHECK-NEXT:      accel.store %{{.*}}, %c_out {{{.*}}sizes = [array<i64: 1, 32, 8, 32>, array<i64: 1, 32, 8, 32>, array<i64: 1, 32, 8, 32>, array<i64: 1, 32, 8, 32>], dst_offsets = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 8, 0>, array<i64: 0, 0, 16, 0>, array<i64: 0, 0, 24, 0>]}
+// CHECK-NEXT:    }
+// The tiny target's 4-lane MAC arrays give each core 8 channels: no rows split.
+// TINY-LABEL:  input_names = ["rows4"]
+// TINY:          accel.kernel "rows4" cores 4 active 4
+// TINY:            accel.store %{{.*}}, %c_out {{{.*}}dst_offsets = [array<i64: 0, 0, 0, 0>, array<i64: 0, 8, 0, 0>, array<i64: 0, 16, 0, 0>, array<i64: 0, 24, 0, 0>]}
+
+// Channels x rows: 32 output channels are one lane group, which the channel
+// split gives to one core of the 4; instead each core computes all 32
+// channels of a block of 8 output rows (1 x 4). Every core loads its rows
+// plus the halo (the first and last block have a row of padding filled on
+// chip) and stores its block at its row offset; the weights are one shared
+// entry (one multicast read).
+func.func @main(%x: tensor<1x16x32x32xf32>) -> tensor<1x32x32x32xf32> attributes {nn.input_names = ["rows4"], nn.output_names = ["y"]} {
+  %w = nn.weight dense_resource<r4_w> : tensor<32x16x3x3xf32>
+  %y = nn.fusion_group "rows4" cores 4 ins(%x, %w) : (tensor<1x16x32x32xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x32x32xf32> {
+  ^bb0(%a: tensor<1x16x32x32xf32>, %k: tensor<32x16x3x3xf32>):
+    %c = nn.conv2d %a, %k {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x16x32x32xf32>, tensor<32x16x3x3xf32>) -> tensor<1x32x32x32xf32>
+    nn.yield %c : tensor<1x32x32x32xf32>
+  }
+  func.return %y : tensor<1x32x32x32xf32>
+}
+
+// -----
+
+// CHECK-LABEL: input_names = ["dw_grid"]
+// CHECK:         accel.kernel "dw" cores 4 active 4
+// CHECK:           %c_w = accel.alloc : memref<32x1x3x3xf32, "wram">
+// CHECK-NEXT:      %c_in = accel.alloc : memref<1x32x18x34xf32, "nram">
+// CHECK-NEXT:      %c_out = accel.alloc : memref<1x32x16x32xf32, "nram">
+// CHECK-NEXT:      accel.load %c_w, %{{.*}} {src_offsets = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>, array<i64: 32, 0, 0, 0>, array<i64: 32, 0, 0, 0>], sizes = [array<i64: 32, 1, 3, 3>, array<i64: 32, 1, 3, 3>, array<i64: 32, 1, 3, 3>, array<i64: 32, 1, 3, 3>]
+// CHECK-NEXT:      accel.fill %c_in
+// CHECK-NEXT:      accel.load %c_in, %{{.*}} {src_offsets = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 15, 0>, array<i64: 0, 32, 0, 0>, array<i64: 0, 32, 15, 0>], sizes = [array<i64: 1, 32, 17, 32>, array<i64: 1, 32, 17, 32>, array<i64: 1, 32, 17, 32>, array<i64: 1, 32, 17, 32>], dst_offsets = [array<i64: 0, 0, 1, 1>, array<i64: 0, 0, 0, 1>, array<i64: 0, 0, 1, 1>, array<i64: 0, 0, 0, 1>]}
+// CHECK-NEXT:      accel.conv %c_out, %c_in, %c_w {strides = array<i64: 1, 1>, dilations = array<i64: 1, 1>, groups = 32 : i64}
+// CHECK-NEXT:      accel.store %{{.*}}, %c_out {{{.*}}dst_offsets = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 16, 0>, array<i64: 0, 32, 0, 0>, array<i64: 0, 32, 16, 0>]}
+// CHECK-NEXT:    }
+// TINY-LABEL:  input_names = ["dw_grid"]
+// TINY:          accel.kernel "dw" cores 4 active 4
+// TINY:            %c_w = accel.alloc : memref<2x1x3x3xf32, "wram">
+
+// Channels x rows on a depthwise convolution: 64 channels are two lane
+// groups, so the 4 cores are 2 channel groups x 2 blocks of 16 rows. Cores
+// 0 and 1 (channel group 0) share their weight slice (identical entries: one
+// multicast read), as do cores 2 and 3; each core reads its own channels of
+// its rows.
+func.func @main(%x: tensor<1x64x32x32xf32>) -> tensor<1x64x32x32xf32> attributes {nn.input_names = ["dw_grid"], nn.output_names = ["y"]} {
+  %w = nn.weight dense_resource<dw_w> : tensor<64x1x3x3xf32>
+  %y = nn.fusion_group "dw" cores 4 ins(%x, %w) : (tensor<1x64x32x32xf32>, tensor<64x1x3x3xf32>) -> tensor<1x64x32x32xf32> {
+  ^bb0(%a: tensor<1x64x32x32xf32>, %k: tensor<64x1x3x3xf32>):
+    %c = nn.conv2d %a, %k {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 64 : i64} : (tensor<1x64x32x32xf32>, tensor<64x1x3x3xf32>) -> tensor<1x64x32x32xf32>
+    nn.yield %c : tensor<1x64x32x32xf32>
+  }
+  func.return %y : tensor<1x64x32x32xf32>
+}
