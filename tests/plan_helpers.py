@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 
 from dlfusion.dialects import nn
+from dlfusion.grouping import wrap_layers
 
 
 def main_block(module: ModuleOp) -> Block:
@@ -36,33 +37,7 @@ def layers_of(module: ModuleOp) -> list[Operation]:
 
 def wrap(ops: Sequence[Operation], name: str, cores: int | None) -> nn.FusionGroupOp:
     """Replace consecutive `ops` of one block by an nn.fusion_group."""
-    inside = set(ops)
-    inputs: list[SSAValue] = []
-    for op in ops:
-        for v in op.operands:
-            if (not isinstance(v.owner, Operation) or v.owner not in inside) and v not in inputs:
-                inputs.append(v)
-    outputs = [
-        r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)
-    ]
-    body = Block(arg_types=[v.type for v in inputs])
-    for arg, v in zip(body.args, inputs):
-        if v.name_hint:
-            arg.name_hint = v.name_hint
-    mapping: dict[SSAValue, SSAValue] = dict(zip(inputs, body.args))
-    for op in ops:
-        body.add_op(op.clone(value_mapper=mapping))
-    body.add_op(nn.YieldOp(*[mapping[r] for r in outputs]))
-    group = nn.FusionGroupOp(name, inputs, [r.type for r in outputs], Region(body), cores)
-    block = ops[-1].parent_block()
-    block.insert_op_after(group, ops[-1])
-    for r, new in zip(outputs, group.outputs):
-        new.name_hint = r.name_hint
-        r.replace_all_uses_with(new)
-    for op in reversed(ops):
-        op.detach()
-        op.erase()
-    return group
+    return wrap_layers(ops, name, cores)
 
 
 def plan_all(module: ModuleOp, cores: int | None) -> ModuleOp:
