@@ -119,7 +119,9 @@ class FuseLayersPass(ModulePass):
         ]
         plan_out = None
         if self.save:
-            if latency is None and self.set_cores:
+            if not self.set_cores:
+                latency = None  # the core numbers are left to assign-cores
+            elif latency is None:
                 latency = plan_latency(graph, groups, target, measurer, self.cache, self.jobs)
             plan_out = Plan.for_graph(
                 graph, [Group(g.layers, g.cores) for g in groups], target.name, strategy,

@@ -420,3 +420,25 @@ def test_googlenet_inception_window_order_gap():
     first = set(ideal[0].layers)
     assert {"inception3a_branch2a_conv", "inception3a_branch3a_conv"} <= first
     assert "inception3a_branch2b_relu" not in first  # not a segment of the program order
+
+
+def test_target_core_choices_key(tmp_path):
+    from importlib import resources
+
+    text = (resources.files("dlfusion.targets") / "mlu100.toml").read_text()
+    assert "core_choices = [1, 2, 4, 8, 16, 32]" in text
+    for value, want in [
+        ("[1, 64]", r"\[chip\] core_choices has 64, outside 1..32"),
+        ("[]", r"\[chip\] core_choices must be a nonempty list of integers"),
+        ('"all"', r"\[chip\] core_choices must be a nonempty list of integers"),
+    ]:
+        path = tmp_path / "t.toml"
+        path.write_text(text.replace("core_choices = [1, 2, 4, 8, 16, 32]", f"core_choices = {value}"))
+        with pytest.raises(DlfusionError, match=want):
+            load_target(str(path))
+        load_target.cache_clear()
+    # absent: 1..cores
+    path.write_text(text.replace("core_choices = [1, 2, 4, 8, 16, 32]", ""))
+    t = load_target(str(path))
+    load_target.cache_clear()
+    assert t.core_choices == () and StrategyContext(t).core_choices() == list(range(1, 33))

@@ -153,23 +153,44 @@ class SimResult:
 _OPENBLAS_SETTERS: list | None = None
 
 
+def _openblas_setter(lib: ctypes.CDLL):
+    """A function setting the thread count of OpenBLAS `lib` and returning
+    the previous one, or None."""
+    local = getattr(lib, "openblas_set_num_threads_local", None)
+    if local is not None:
+        local.restype, local.argtypes = ctypes.c_int, [ctypes.c_int]
+        return local
+    for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+        get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+        set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+        if get is not None and set_ is not None:
+            get.restype, get.argtypes = ctypes.c_int, []
+            set_.restype, set_.argtypes = None, [ctypes.c_int]
+
+            def setter(n: int, get=get, set_=set_) -> int:
+                previous = get()
+                set_(n)
+                return previous
+
+            return setter
+    return None
+
+
 def _openblas_setters() -> list:
-    """`openblas_set_num_threads_local` (set the thread count, return the
-    previous one) of every OpenBLAS this process has loaded (numpy's, on
-    Linux); empty if there is none or it cannot be found."""
+    """For every OpenBLAS this process has loaded (numpy's; found on Linux),
+    a function setting its thread count and returning the previous one;
+    empty if there is none or it cannot be found."""
     global _OPENBLAS_SETTERS
     if _OPENBLAS_SETTERS is None:
         setters = []
         try:
             with open("/proc/self/maps") as maps:
                 fields = [ln.split(None, 5) for ln in maps if "openblas" in ln.lower()]
-            paths = sorted({f[5].strip() for f in fields if len(f) == 6})
-            for path in paths:
-                fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+            for path in sorted({f[5].strip() for f in fields if len(f) == 6}):
+                fn = _openblas_setter(ctypes.CDLL(path))
                 if fn is not None:
-                    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
                     setters.append(fn)
-        except (OSError, IndexError, ValueError):
+        except OSError:
             setters = []
         _OPENBLAS_SETTERS = setters
     return _OPENBLAS_SETTERS

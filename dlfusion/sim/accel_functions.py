@@ -615,7 +615,7 @@ class AccelFunctions(InterpreterFunctions):
             self._temps = _plan_temps(op)
         with np.errstate(all="ignore"):
             self.outputs = interpreter.run_ssacfg_region(op.body, (), "accel.program")
-            for arr, rows in list(self._unwritten.values()):
+            for arr, _ in list(self._unwritten.values()):
                 self._zero_unwritten(arr)
         return ()
 
@@ -673,9 +673,9 @@ class AccelFunctions(InterpreterFunctions):
 
     def _run_body(self, interpreter: Interpreter, op: accel.KernelOp, args: PythonValues) -> None:
         """Run the kernel's instructions in order. A kernel body is a straight
-        line of this class's instructions, so they are dispatched here
-        directly rather than through the interpreter's per-op machinery (its
-        listeners, if any, see the whole kernel)."""
+        line of this class's instructions: they are dispatched here directly,
+        without the interpreter's per-op machinery (unless it has listeners,
+        which expect to see every op)."""
         if interpreter.listeners:
             interpreter.run_ssacfg_region(op.body, args, op.sym_name.data)
             return
@@ -683,14 +683,15 @@ class AccelFunctions(InterpreterFunctions):
         env = dict(zip(block.args, args))
         impls = _KERNEL_IMPLS
         for inst in block.ops:
+            values = tuple([env[v] for v in inst.operands])
             fn = impls.get(type(inst))
-            if fn is None:  # not an accel instruction: the interpreter's error
-                interpreter.run_op(inst, tuple(env[v] for v in inst.operands))
-                continue
-            try:
-                results = fn(self, interpreter, inst, tuple([env[v] for v in inst.operands])).values
-            except Exception as exc:  # as the interpreter reports it
-                inst.emit_error("Error while interpreting op", exc)
+            if fn is None:  # not an accel instruction: as the interpreter runs it
+                results = interpreter.run_op(inst, values)
+            else:
+                try:
+                    results = fn(self, interpreter, inst, values).values
+                except Exception as exc:  # reported as the interpreter does
+                    inst.emit_error("Error while interpreting op", exc)
             if results:
                 env.update(zip(inst.results, results))
 
@@ -757,8 +758,8 @@ class AccelFunctions(InterpreterFunctions):
         entry = self._unwritten.get(id(dram))
         if entry is not None:
             written = entry[1]
-            for src, size in {(mv[0][:-1], mv[1][:-1]) for mv in moves if mv is not None}:
-                if not written[_box(src, size)].all():
+            for mv in set(moves):
+                if mv is not None and not written[_box(mv[0][:-1], mv[1][:-1])].all():
                     self._zero_unwritten(dram)
                     return
 
@@ -767,12 +768,13 @@ class AccelFunctions(InterpreterFunctions):
         entry = self._unwritten.get(id(dram))
         if entry is not None:
             last = dram.shape[-1]
-            moved = {(mv[2], mv[1]) for mv in moves if mv is not None}
-            if any(size[-1] != last for _, size in moved):
+            moved = set(moves)
+            moved.discard(None)
+            if any(mv[1][-1] != last for mv in moved):
                 self._zero_unwritten(dram)
                 return
             written = entry[1]
-            for dst, size in moved:
+            for _, size, dst in moved:
                 written[_box(dst[:-1], size[:-1])] = True
 
     @impl(accel.LoadOp)

@@ -67,8 +67,8 @@ GoogLeNet's inception3a without branch 3; 1.3% worse on inception3a's
 branches 2 and 3 with the concat (the optimum fuses branch 3's first conv
 with branch 2's head; `test_search.py` keeps this case); on whole models
 0.3% worse on ResNet-18 (999.3 us against 996.4 us) and 1.2% on ResNet-50
-(2,834.1 us against 2,801.6 us), for 25% (ResNet-18) and 64% (ResNet-50)
-less search time.
+(2,834.1 us against 2,801.6 us), in about half (ResNet-18) and a third
+(ResNet-50) of the search time.
 
 `space=auto` (the default) searches ideals unless they have more than
 `dp-max-groups` distinct groups (default 4000; GoogLeNet and Inception-v3
