@@ -117,21 +117,27 @@ class DlfusionOptMain(xDSLOptMain):
         return super().output_resulting_program(prog)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_tool(cls: type[DlfusionOptMain], tool: str, description: str, argv: Sequence[str] | None) -> int:
+    """Run a driver class as command `tool`: one-line errors, exit codes, and
+    an output file that appears only when the run succeeded."""
     holder: list[DlfusionOptMain] = []
 
     def body() -> None:
-        tool = DlfusionOptMain(description="dlfusion modular optimizer driver", args=argv)
-        holder.append(tool)
-        tool.run()
-        if tool._output is not None:
-            tool._output.commit()
+        driver = cls(description=description, args=argv)
+        holder.append(driver)
+        driver.run()
+        if driver._output is not None:
+            driver._output.commit()
 
     def cleanup() -> None:
         if holder and holder[0]._output is not None:
             holder[0]._output.discard()
 
-    return run_cli("dlfusion-opt", body, cleanup)
+    return run_cli(tool, body, cleanup)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_tool(DlfusionOptMain, "dlfusion-opt", "dlfusion modular optimizer driver", argv)
 
 
 if __name__ == "__main__":

@@ -34,10 +34,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from dlfusion.cli import run_cli
 from dlfusion.errors import DlfusionError
 from dlfusion.interpreter import check_inputs, random_inputs, run_module
-from dlfusion.opt import DlfusionOptMain
+from dlfusion.opt import DlfusionOptMain, run_tool
 
 
 def load_npz(path: str, what: str = "inputs") -> dict[str, np.ndarray]:
@@ -316,22 +315,9 @@ def _simulate_program(tool: DlfusionRunMain, prog: ModuleOp) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    holder: list[DlfusionRunMain] = []
-
-    def body() -> None:
-        tool = DlfusionRunMain(
-            description="dlfusion reference interpreter: run a model's @main", args=argv
-        )
-        holder.append(tool)
-        tool.run()
-        if tool._output is not None:
-            tool._output.commit()
-
-    def cleanup() -> None:
-        if holder and holder[0]._output is not None:
-            holder[0]._output.discard()
-
-    return run_cli("dlfusion-run", body, cleanup)
+    return run_tool(
+        DlfusionRunMain, "dlfusion-run", "dlfusion reference interpreter: run a model's @main", argv
+    )
 
 
 if __name__ == "__main__":
