@@ -14,6 +14,7 @@ import pytest
 from dlfusion.errors import DlfusionError
 from dlfusion.targets import load_target
 from dlfusion.tuning import characterize as chz
+from dlfusion.tuning.cost_model import cost_model_digest
 from dlfusion.tuning.characterize_cli import main as cli_main
 
 EDGE8 = load_target("edge8")
@@ -41,9 +42,12 @@ def test_grid_is_derived_from_the_target():
         chans = {s.cout for s in g.layers if s.cls == "conv3x3s1"}
         assert min(chans) == max(8, t.mac_lanes_out // 2)
         assert {c.layers[0].cls for c in g.chains} >= {"conv3x3s1", "conv1x1s1", "dw3x3s1", "fc"}
-        assert {len(c.layers) for c in g.chains} == {2, 3, 4}
+        assert {len(c.layers) for c in g.chains} == {2, 3, 4, 6, 7, 8}
+        # dense layers span input x output channels (a projection 4L -> L too)
+        pairs = {(s.cin, s.cout) for s in g.layers if s.cls == "conv1x1s1"}
+        assert (4 * t.mac_lanes_out, t.mac_lanes_out) in pairs and (t.mac_lanes_out, 4 * t.mac_lanes_out) in pairs
     q = chz.make_grid(EDGE8, quick=True)
-    assert len(q.layers) <= 12 and q.cores == (1, 2, 4, 8)
+    assert len(q.layers) <= 24 and q.cores == (1, 2, 4, 8)
 
 
 def test_synthesized_layers_go_through_the_frontend():
@@ -61,12 +65,15 @@ def test_synthesized_layers_go_through_the_frontend():
 
 def test_the_table(quick_table):
     doc, path = quick_table
-    assert path.name == f"edge8-{EDGE8.digest}-quick.json"
+    assert path.name == f"edge8-{EDGE8.digest}-{cost_model_digest()}-quick.json"
     assert doc["version"] == chz.TABLE_VERSION and doc["target_digest"] == EDGE8.digest
+    assert doc["cost_model"] == cost_model_digest()
     assert doc["cores"] == [1, 2, 4, 8]
     assert doc["machine"]["nram_bytes"] == EDGE8.nram_bytes
     for rec in doc["layers"]:
         assert len(rec["latency_us"]) == 4 and all(x > 0 for x in rec["latency_us"])
+        # the busy cores the lowering gave the layer, at most the core number
+        assert all(1 <= a <= n for a, n in zip(rec["active"], doc["cores"]))
         assert rec["best_cores"] in doc["cores"]
         assert rec["latency_us"][doc["cores"].index(rec["best_cores"])] == min(rec["latency_us"])
     assert {c["depth"] for c in doc["chains"]} == {2, 3, 4}
@@ -91,6 +98,15 @@ def test_the_table_is_cached_by_target_digest(quick_table, quick_cache, tmp_path
     t2 = load_target(str(edited))
     assert t2.digest != EDGE8.digest
     assert chz.table_path(t2, quick_cache, True) != path
+    # another version of the lowering or the simulator: another table, and
+    # this one is stale (never used for it)
+    import dlfusion.tuning.cost_model as cm
+
+    monkeypatch.setattr(cm, "COST_MODEL_VERSION", cm.COST_MODEL_VERSION + 1)
+    assert chz.table_path(EDGE8, quick_cache, True) != path
+    assert not chz.is_current(doc, EDGE8)
+    monkeypatch.undo()
+    assert chz.is_current(doc, EDGE8)
     # the cache dir comes from DLFUSION_CACHE when not given
     monkeypatch.setenv("DLFUSION_CACHE", str(tmp_path / "c"))
     assert chz.default_cache_dir() == tmp_path / "c" / "characterization"

@@ -15,14 +15,16 @@ layer).
 The result is the *characterization table* of a target, one JSON file:
 
     {
-      "version": 1, "target": "mlu100", "target_digest": "...", "grid": "full",
+      "version": 2, "target": "mlu100", "target_digest": "...", "cost_model": "...",
+      "grid": "full",
       "cores": [1, 2, ..., 32],
       "machine": {"cores": 32, "mac_lanes": 32, "vector_lanes": 64,
                   "nram_bytes": ..., "wram_bytes": ..., "element_bytes": 2},
       "layers": [{"class": "conv3x3s1", "kind": "conv", "kernel": 3, "stride": 1,
                   "cin": 64, "cout": 64, "h": 56, "hw": 3136, "ops": ...,
                   "ifm_bytes": ..., "ofm_bytes": ..., "weight_bytes": ...,
-                  "latency_us": [one per core number], "best_cores": 2}, ...],
+                  "latency_us": [one per core number], "active": [busy cores, one
+                  per core number], "best_cores": 2}, ...],
       "chains": [{"pattern": "conv-relu", "depth": 2, "layers": [<layer records>],
                   "fused_us": [per core number], "unfused_us": [per core number],
                   "best_each_us": ..., "best_fused_us": ..., "best_fused_cores": ...,
@@ -32,14 +34,16 @@ The result is the *characterization table* of a target, one JSON file:
     }
 
 `layers[*].latency_us[i]` is the latency of that layer as a kernel of its own
-on `cores[i]` cores (launch included); a chain's `unfused_us[i]` is the sum of
+on `cores[i]` cores (launch included), `active[i]` how many of those cores
+had work (channel groups x row blocks, as `lower-to-accel` split it); a chain's `unfused_us[i]` is the sum of
 its layers' latencies on `cores[i]` cores, `best_each_us` the sum of their
 best latencies (each on its own best core number), `mismatch` the spread of
 those best core numbers (log2 of max / min).
 
-The table is cached per target: `<cache dir>/<target>-<digest>.json`, where
-the digest is the hash of the target file's bytes, so it is rebuilt only when
-the target changes. The cache dir is `--cache-dir`, else `$DLFUSION_CACHE`
+The table is cached per target: `<cache dir>/<target>-<digest>-cm<N>.json`,
+where the digest is the hash of the target file's bytes and `N` the version of
+the lowering and simulator (`dlfusion.tuning.cost_model.COST_MODEL_VERSION`),
+so it is rebuilt when either changes and never otherwise. The cache dir is `--cache-dir`, else `$DLFUSION_CACHE`
 (its `characterization/` folder), else `~/.cache/dlfusion/characterization`.
 The measurements themselves go to a tuning-record log beside the table, so an
 interrupted characterization resumes where it stopped.
@@ -60,7 +64,7 @@ import numpy as np
 from dlfusion.errors import DlfusionError
 from dlfusion.targets import AcceleratorTarget, load_target
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 
 # -------------------------------------------------------------------------
 # layer classes and the grid
@@ -82,7 +86,6 @@ CLASSES: dict[str, tuple[str, int, int, str]] = {
     "add": ("eltwise", 1, 1, "Add"),
 }
 
-MAC_CLASSES = ("conv1x1s1", "conv3x3s1", "conv3x3s2", "conv7x7s2", "fc")
 
 
 @dataclass(frozen=True)
@@ -137,76 +140,97 @@ class Grid:
     chains: tuple[ChainSpec, ...]
 
 
-def _side(hw: float, lo: int = 1, hi: int = 224) -> int | None:
-    h = int(round(math.sqrt(hw)))
-    return h if lo <= h <= hi else None
+DENSE_CLASSES = ("conv1x1s1", "conv3x3s1", "conv3x3s2", "conv7x7s2", "fc")
+SIDES = (1, 7, 14, 28, 56, 112, 224)  # output sides of the synthesized maps
+MAX_MACS = 2e9  # the largest synthesized MAC layer (a VGG-16 conv: 1.85e9)
+MAX_VECTOR_OPS = 2.6e7  # the largest synthesized vector layer
 
 
-def _mac_spec(cls: str, ops: float, c: int) -> LayerSpec | None:
-    """A MAC layer with about `ops` MACs and c output channels (cin = c)."""
-    kind, k, s, _ = CLASSES[cls]
-    if cls == "fc":
-        cin = int(round(ops / c))
-        return LayerSpec(cls, cin, c, 1) if 16 <= cin <= 32768 else None
-    ho = _side(ops / (c * c * k * k), 1, 112)
-    if ho is None:
-        return None
-    return LayerSpec(cls, c, c, ho * s)
-
-
-def _vector_spec(cls: str, ops: float, c: int) -> LayerSpec | None:
-    """A vector-unit layer with about `ops` element operations and c channels."""
-    kind, k, s, _ = CLASSES[cls]
-    if cls == "gap":
-        h = _side(ops / c, 2, 56)
-        return LayerSpec(cls, c, c, h) if h else None
-    if cls.startswith("maxpool"):
-        ho = _side(ops / (c * k * k), 1, 112)
-        return LayerSpec(cls, c, c, (ho - 1) * s + k) if ho else None
-    if cls.startswith("dw"):
-        ho = _side(ops / (c * k * k), 1, 112)
-        return LayerSpec(cls, c, c, ho * s) if ho else None
-    h = _side(ops / c, 1, 224)
-    return LayerSpec(cls, c, c, h) if h else None
-
-
-def channel_grid(lanes: int, cores: int, quick: bool) -> list[int]:
+def channel_grid(lanes: int, cores: int, quick: bool, top_factor: int = 32) -> list[int]:
     """Channel sizes in multiples of the target's lanes: from half a lane
-    group to enough lane groups for every core twice over."""
+    group to `top_factor` lane groups (enough for every core twice over)."""
     if quick:
         return [lanes, 4 * lanes]
     out, c = [], max(8, lanes // 2)
-    top = 32 * lanes
-    while c <= top:
+    while c <= top_factor * lanes:
         out.append(c)
         c *= 2
+    return out
+
+
+def _dense_specs(cls: str, chans: Sequence[int], fc_chans: Sequence[int], sides: Sequence[int]) -> list[LayerSpec]:
+    """A dense class over input channels x output channels x output side
+    (fc: input x output features), up to MAX_MACS."""
+    _, k, s, _ = CLASSES[cls]
+    out = []
+    if cls == "fc":
+        for cin in fc_chans:
+            for cout in fc_chans:
+                if cin * cout <= MAX_MACS / 10:
+                    out.append(LayerSpec(cls, cin, cout, 1))
+        return out
+    for cin in chans:
+        for cout in chans:
+            for ho in sides:
+                if ho >= 2 and ho * ho * cin * cout * k * k <= MAX_MACS:
+                    out.append(LayerSpec(cls, cin, cout, ho * s))
+    return out
+
+
+def _vector_specs(cls: str, chans: Sequence[int], sides: Sequence[int]) -> list[LayerSpec]:
+    """A vector-unit class (cin = cout) over channels x output side."""
+    _, k, s, _ = CLASSES[cls]
+    out = []
+    for c in chans:
+        for ho in sides:
+            if cls == "gap":
+                h = ho  # the input side; the output is 1x1
+                if 2 <= h <= 56 and c * h * h <= MAX_VECTOR_OPS:
+                    out.append(LayerSpec(cls, c, c, h))
+                continue
+            if c * ho * ho * k * k > MAX_VECTOR_OPS:
+                continue
+            if cls.startswith("maxpool"):
+                if ho >= 2:
+                    out.append(LayerSpec(cls, c, c, (ho - 1) * s + k))
+            elif cls.startswith("dw"):
+                if ho >= 2:
+                    out.append(LayerSpec(cls, c, c, ho * s))
+            else:
+                out.append(LayerSpec(cls, c, c, ho))
     return out
 
 
 def make_grid(target: AcceleratorTarget, quick: bool = False) -> Grid:
     """The synthesized layers and chains for a target (derived from its lane
     counts and core numbers only: the same code for every target). The core
-    numbers are those the target allows: its `core_choices`, else 1..cores."""
+    numbers are those the target allows: its `core_choices`, else 1..cores.
+
+    Dense classes (convolutions, fully-connected) span input channels x
+    output channels x output side, so a layer whose channels differ (a 1x1
+    projection 960 -> 160) is read from records like it; vector classes
+    (depthwise, pooling, element-wise) span channels x side. The operation
+    count follows from those (`ops = side^2 x cin x cout x k^2` for a
+    convolution): the grid covers the study's operation count x channel
+    size plane with the channel asymmetry real networks have."""
     L = target.mac_lanes_out
     cores = tuple(getattr(target, "core_choices", ()) or range(1, target.cores + 1))
     if quick:
         cores = tuple(sorted({1, 2, max(1, target.cores // 2), target.cores} & set(cores)))
     chans = channel_grid(L, target.cores, quick)
     if quick:
-        mac_ops = [2e6, 3e7]
-        vec_ops = [1e5, 1e6]
-        classes = ["conv3x3s1", "fc", "relu"]
+        classes, sides, fc_chans, vec_chans = ["conv3x3s1", "fc", "relu"], (1, 4, 8), chans, chans
     else:
-        mac_ops = [2.5e5 * 8**i for i in range(5)]  # 2.5e5 .. 1e9 MACs
-        vec_ops = [2.5e4 * 8**i for i in range(4)]  # 2.5e4 .. 1.3e7 element ops
-        classes = list(CLASSES)
+        classes, sides = list(CLASSES), SIDES
+        fc_chans = channel_grid(L, target.cores, quick, top_factor=1024)
+        vec_chans = channel_grid(L, target.cores, quick, top_factor=128)
     layers: list[LayerSpec] = []
     for cls in classes:
-        for c in chans:
-            for ops in mac_ops if cls in MAC_CLASSES else vec_ops:
-                spec = _mac_spec(cls, ops, c) if cls in MAC_CLASSES else _vector_spec(cls, ops, c)
-                if spec is not None and spec not in layers:
-                    layers.append(spec)
+        specs = (_dense_specs(cls, chans, fc_chans, sides) if cls in DENSE_CLASSES
+                 else _vector_specs(cls, vec_chans, sides))
+        for spec in specs:
+            if spec not in layers:
+                layers.append(spec)
     chains = tuple(_chains(L, quick))
     return Grid("quick" if quick else "full", cores, tuple(layers), chains)
 
@@ -215,7 +239,8 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
     """Chains of depth 2..4 over sizes along the usual CNN diagonal (channels
     double as the side halves) and off it (maps that fit on chip and maps
     that do not); two patterns join layers with different best core numbers
-    (a wide layer and a narrow one)."""
+    (a wide layer and a narrow one); and the blocks deep CNNs repeat, at
+    depths 6..8 (inverted residual, bottleneck, two separable convolutions)."""
     def S(cls, c, h, cout=None):
         return LayerSpec(cls, c, c if cout is None else cout, h)
 
@@ -239,6 +264,20 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
         out.append(ChainSpec("wide-narrow", (S("conv1x1s1", c, h, n), S("relu", n, h), S("conv3x3s1", n, h))))
         out.append(ChainSpec("narrow-wide", (S("conv3x3s1", n, h), S("relu", n, h), S("conv1x1s1", n, h, c))))
     if not quick:
+        # the blocks deep CNNs repeat, at the depths the searches fuse
+        for c, h in [(L, 56), (2 * L, 28), (3 * L, 14), (5 * L, 7)]:
+            e = 6 * c  # MobileNet-v2's inverted residual, expansion 6
+            out.append(ChainSpec("inverted-residual", (
+                S("conv1x1s1", c, h, e), S("relu", e, h), S("dw3x3s1", e, h), S("relu", e, h),
+                S("conv1x1s1", e, h, c), S("add", c, h))))
+        for c, h in [(2 * L, 56), (4 * L, 28), (8 * L, 14), (16 * L, 7)]:
+            out.append(ChainSpec("bottleneck", (  # ResNet-50's, expansion 4
+                S("conv1x1s1", 4 * c, h, c), S("relu", c, h), S("conv3x3s1", c, h), S("relu", c, h),
+                S("conv1x1s1", c, h, 4 * c), S("add", 4 * c, h), S("relu", 4 * c, h))))
+        for c, h in [(2 * L, 56), (4 * L, 28), (8 * L, 14), (16 * L, 7), (32 * L, 7)]:
+            out.append(ChainSpec("separable", (  # MobileNet-v1's, twice
+                S("dw3x3s1", c, h), S("relu", c, h), S("conv1x1s1", c, h), S("relu", c, h),
+                S("dw3x3s1", c, h), S("relu", c, h), S("conv1x1s1", c, h), S("relu", c, h))))
         for cin, cout in [(4 * L, 32 * L), (64 * L, 32 * L), (16 * L, 4 * L)]:
             out.append(ChainSpec("fc-relu-fc", (S("fc", cin, 1, cout), S("relu", cout, 1), S("fc", cout, 1, cout))))
     return out
@@ -356,8 +395,10 @@ def default_cache_dir() -> Path:
 
 def table_path(target: AcceleratorTarget, cache_dir: str | Path | None = None, quick: bool = False) -> Path:
     d = Path(cache_dir) if cache_dir else default_cache_dir()
+    from dlfusion.tuning.cost_model import cost_model_digest
+
     suffix = "-quick" if quick else ""
-    return d / f"{target.name}-{target.digest}{suffix}.json"
+    return d / f"{target.name}-{target.digest}-{cost_model_digest()}{suffix}.json"
 
 
 def _best(values: Sequence[float], cores: Sequence[int]) -> tuple[int, float]:
@@ -375,6 +416,7 @@ def characterize(
 ) -> dict:
     """Measure the grid of synthesized layers and chains on `target` and
     return the table (not cached: see `load_or_characterize`)."""
+    from dlfusion.tuning.cost_model import cost_model_digest
     from dlfusion.tuning.measure import Measurer
 
     t = load_target(target) if isinstance(target, str) else target
@@ -410,7 +452,7 @@ def characterize(
         for op in ops:
             configs += [([op], c) for c in grid.cores]
 
-    results: list[float] = []
+    results: list[tuple[float, int]] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -420,7 +462,7 @@ def characterize(
     try:
         for i in range(0, len(configs), batch):
             part = configs[i : i + batch]
-            results += measurer.costs(part)
+            results += measurer.details(part)
             if bar is not None:
                 bar.update(len(part))
     finally:
@@ -432,22 +474,27 @@ def characterize(
     n = len(grid.cores)
     cores = list(grid.cores)
     pos = 0
+
+    def take() -> tuple[list[float], list[int]]:
+        nonlocal pos
+        part = results[pos : pos + n]
+        pos += n
+        return [lat for lat, _ in part], [busy for _, busy in part]
+
     layers_out = []
     for rec, _ in single:
-        lat = results[pos : pos + n]
-        pos += n
+        lat, busy = take()
         rec["latency_us"] = [round(x, 4) for x in lat]
+        rec["active"] = busy
         rec["best_cores"] = _best(lat, cores)[0]
         layers_out.append(rec)
     chains_out = []
     for ch, recs, ops in chains:
-        fused = results[pos : pos + n]
-        pos += n
+        fused, _ = take()
         per = []
         for rec in recs:
-            lat = results[pos : pos + n]
-            pos += n
-            rec = dict(rec, latency_us=[round(x, 4) for x in lat], best_cores=_best(lat, cores)[0])
+            lat, busy = take()
+            rec = dict(rec, latency_us=[round(x, 4) for x in lat], active=busy, best_cores=_best(lat, cores)[0])
             per.append(rec)
         unfused = [sum(r["latency_us"][i] for r in per) for i in range(n)]
         best_each = [_best(r["latency_us"], cores) for r in per]
@@ -469,6 +516,7 @@ def characterize(
         "version": TABLE_VERSION,
         "target": t.name,
         "target_digest": t.digest,
+        "cost_model": cost_model_digest(),
         "grid": grid.name,
         "cores": cores,
         "machine": machine_of(t),
@@ -501,7 +549,7 @@ def check_table(doc: object, where: str) -> dict:
             f"characterization table version {doc.get('version')!r}, expected {TABLE_VERSION}",
             where=where, hint="run dlfusion-characterize again",
         )
-    for key in ("target", "target_digest", "cores", "machine", "layers", "chains"):
+    for key in ("target", "target_digest", "cost_model", "cores", "machine", "layers", "chains"):
         if key not in doc:
             raise DlfusionError(f"the characterization table lacks '{key}'", where=where,
                                 hint="run dlfusion-characterize again")
@@ -523,6 +571,14 @@ def load_table(path: str | Path) -> dict:
         raise DlfusionError(f"the characterization table is not JSON: {exc.msg} at line {exc.lineno}",
                             where=str(path), hint="delete it and run dlfusion-characterize again") from None
     return check_table(doc, str(path))
+
+
+def is_current(doc: dict, target: AcceleratorTarget) -> bool:
+    """Whether a table was measured on this target file with this lowering
+    and simulator (see `dlfusion.tuning.cost_model`)."""
+    from dlfusion.tuning.cost_model import cost_model_digest
+
+    return doc.get("target_digest") == target.digest and doc.get("cost_model") == cost_model_digest()
 
 
 def save_table(doc: dict, path: str | Path) -> None:
@@ -549,7 +605,7 @@ def load_or_characterize(
     if path.exists() and not rebuild:
         try:
             doc = load_table(path)
-            if doc["target_digest"] == t.digest:
+            if is_current(doc, t):
                 return doc, path, False
         except DlfusionError as exc:
             import sys
@@ -597,7 +653,10 @@ def plot_table(doc: dict, out_dir: str | Path, dpi: int = 90) -> list[Path]:
     cores = doc["cores"]
     by_class: dict[str, list[dict]] = {}
     for r in doc["layers"]:
-        by_class.setdefault(r["class"], []).append(r)
+        # the study's plane: a convolution's input channels equal its
+        # output channels (the grid's other pairs serve the heuristic)
+        if r["class"] == "fc" or r["cin"] == r["cout"]:
+            by_class.setdefault(r["class"], []).append(r)
     classes = [c for c in CLASSES if c in by_class]
     paths = []
 

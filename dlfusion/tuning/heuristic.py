@@ -45,7 +45,8 @@ from dlfusion.tuning.strategies import StrategyContext, register
 
 DENSE_KINDS = ("conv", "gemm", "matmul")  # consumers that read every input channel
 MAC_KINDS = ("conv", "depthwise", "gemm", "matmul")  # channels split in MAC lanes
-MAX_GROUP = 8  # the longest run the planner considers (dp's default too)
+MAX_GROUP = 8  # the largest group the planner considers (dp's default too)
+DP_MAX_GROUPS = 4000  # candidate groups past which the planner takes program-order segments (as dp)
 
 
 # -------------------------------------------------------------------------
@@ -91,6 +92,15 @@ class LayerInfo:
         if kind == "eltwise" and ofm:
             info.inputs = max(1, round(ifm / ofm))
         return info
+
+
+def on_chip_capable(info: LayerInfo) -> bool:
+    """Whether `lower-to-accel` can keep the layer in a fused group on chip
+    (convolutions, matrix products, pooling, element-wise, views); the
+    others (concatenation, normalization, ...) make the group spill."""
+    if info.kind == "data":
+        return info.ops == 0
+    return info.kind in ("conv", "depthwise", "gemm", "matmul", "pool", "eltwise")
 
 
 def kernels(infos: Sequence[LayerInfo]) -> int:
@@ -177,7 +187,7 @@ def parallelism(c: int, n: int, lanes: int) -> float:
 def _interp_loglog(x: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Log-log interpolation of ys (rows: points xs) at x; beyond the ends
     the end segment's slope, clamped to [0, 1.5]."""
-    lx = math.log(x)
+    lx = math.log(max(x, 1e-12))
     lxs = np.log(xs)
     lys = np.log(np.maximum(ys, 1e-9))
     if len(xs) == 1:
@@ -198,8 +208,132 @@ def _interp_loglog(x: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.exp(lys[i] * (1 - t) + lys[i + 1] * t)
 
 
+def _bracket(v: float, values: Sequence[int]) -> tuple[int, int, float]:
+    """The grid values around v and v's position between them (log scale);
+    clamped at the ends."""
+    if v <= values[0]:
+        return values[0], values[0], 0.0
+    if v >= values[-1]:
+        return values[-1], values[-1], 0.0
+    hi = next(x for x in values if x >= v)
+    lo = max(x for x in values if x <= v)
+    if hi == lo:
+        return lo, hi, 0.0
+    return lo, hi, (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
+
+
+def _mix(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Geometric interpolation between two latency curves."""
+    if t <= 0.0:
+        return a
+    if t >= 1.0:
+        return b
+    return np.exp(np.log(a) * (1 - t) + np.log(b) * t)
+
+
+def _at_cores(curve: np.ndarray, cores: np.ndarray, p: float) -> float:
+    """A curve at a (fractional) core number p: log-log between the table's
+    core numbers."""
+    if len(cores) == 1:
+        return float(curve[0])
+    return float(np.exp(np.interp(math.log(max(p, 1.0)), np.log(cores.astype(float)),
+                                  np.log(np.maximum(curve, 1e-9)))))
+
+
+def spatial_work(kind: str, ops: float, cin: int, cout: int) -> float:
+    """The grid's third axis: the operation count per channel pair of a dense
+    layer (output side^2 x kernel area; a fully-connected layer's rows), per
+    channel of a vector layer (side^2, x window area for pooling)."""
+    if kind in DENSE_KINDS:
+        return max(1.0, ops / max(1, cin * cout))
+    return max(1.0, ops / max(1, cout))
+
+
+@dataclass
+class LayerTerms:
+    """What the group model needs of one layer, per table core number: its
+    latency as a kernel of its own; its work (the busiest core's time past
+    its dispatch) split as alone (`solo`, on `busy` cores) and split by
+    channels only (`chip`, on `pc` cores)."""
+
+    curve: np.ndarray
+    solo: np.ndarray
+    chip: np.ndarray
+    busy: np.ndarray
+    pc: np.ndarray
+    kernel: bool
+
+
+@dataclass
+class GroupView:
+    """A candidate group as the model sees it: its layers' figures and terms
+    (in program order) and, per layer, which earlier layers of the group it
+    reads (`preds`, local indices), how many layers of the group read it
+    (`uses`), and whether something outside the group (or the program's
+    return) reads it (`external`)."""
+
+    infos: Sequence[LayerInfo]
+    terms: Sequence[LayerTerms]
+    preds: Sequence[Sequence[int]]
+    uses: Sequence[int]
+    external: Sequence[bool]
+    sources: Sequence[Sequence[tuple[object, float]]] = ()
+
+    @staticmethod
+    def of(graph: LayerGraph, infos: Sequence[LayerInfo], terms: Sequence[LayerTerms], ids: Sequence[int]) -> GroupView:
+        """`sources`: per layer, the maps it reads from outside the group, as
+        (producing layer or "input", bytes): layers of a group that read the
+        same map load it once."""
+        ids = list(ids)
+        local = {i: k for k, i in enumerate(ids)}
+        sources = []
+        for i in ids:
+            outer = [(p, float(infos[p].ofm)) for p in sorted(graph.preds[i]) if p not in local]
+            rest = infos[i].ifm - sum(infos[p].ofm for p in graph.preds[i])
+            if rest > 0:
+                outer.append(("input", float(rest)))
+            sources.append(outer)
+        return GroupView(
+            [infos[i] for i in ids],
+            [terms[i] for i in ids],
+            [sorted(local[p] for p in graph.preds[i] if p in local) for i in ids],
+            [sum(1 for s in graph.succs[i] if s in local) for i in ids],
+            [not graph.succs[i] or any(s not in local for s in graph.succs[i]) for i in ids],
+            sources,
+        )
+
+    @staticmethod
+    def chain(infos: Sequence[LayerInfo], terms: Sequence[LayerTerms]) -> GroupView:
+        """A chain: each layer reads the previous one (and, for a binary
+        element-wise layer, a map from outside); the last is the output."""
+        k = len(infos)
+        sources = [[((i, "x"), float(infos[i].ifm - (infos[i - 1].ofm if i else 0)))]
+                   if infos[i].ifm - (infos[i - 1].ofm if i else 0) > 0 else [] for i in range(k)]
+        return GroupView(infos, terms, [[i - 1] if i else [] for i in range(k)],
+                         [1] * (k - 1) + [0], [False] * (k - 1) + [True], sources)
+
+    @property
+    def internal(self) -> list[bool]:
+        return [u > 0 for u in self.uses]
+
+    def dense_readers(self) -> list[bool]:
+        """Per layer: read inside the group by a layer that needs every channel."""
+        out = [False] * len(self.infos)
+        for i, ps in enumerate(self.preds):
+            if self.infos[i].kind in DENSE_KINDS:
+                for p in ps:
+                    out[p] = True
+        return out
+
+
 class Characterization:
-    """A target's characterization table as a latency model."""
+    """A target's characterization table as a latency model.
+
+    Per layer: the table's records of the layer's class form lines over
+    (input channels, output channels) — one line per pair, points along the
+    spatial work (see `spatial_work`) — and a layer's latency curve is
+    interpolated log-log along its line and between the lines around its
+    channels. Per group: see `group_curve`."""
 
     def __init__(self, table: dict):
         self.table = table
@@ -211,34 +345,57 @@ class Characterization:
         self.nram = float(m["nram_bytes"])
         self.wram = float(m["wram_bytes"])
         self.eb = int(m["element_bytes"])
-        # class -> channel -> (ops array, latency rows)
-        self.grid: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         from dlfusion.tuning.characterize import CLASSES
 
-        by: dict[str, dict[int, list]] = {}
+        # the kernel floor: no kernel on n cores finishes before its last
+        # core is dispatched (launch + dispatches), the table's lower envelope
+        lat = np.array([r["latency_us"] for r in table["layers"]], float)
+        self.floor = lat.min(axis=0) if len(lat) else np.zeros(len(self.cores))
+        # launch and per-core dispatch, from the floor's slope at the most cores
+        # (where the last core's dispatch hides the smallest layers' work)
+        if len(self.cores) >= 2 and self.cores[-1] > self.cores[-2]:
+            self.dispatch = max(0.0, float(self.floor[-1] - self.floor[-2]) / float(self.cores[-1] - self.cores[-2]))
+        else:
+            self.dispatch = 0.0
+        self.launch = max(0.0, float(self.floor[-1]) - (int(self.cores[-1]) - 1) * self.dispatch)
+        self.base = self.launch + (self.cores - 1) * self.dispatch
+        # class -> (cin, cout) -> (spatial work, latency rows, work rows, busy rows)
+        self.grid: dict[str, dict[tuple[int, int], tuple[np.ndarray, ...]]] = {}
+        by: dict[str, dict[tuple[int, int], list]] = {}
         for r in table["layers"]:
-            by.setdefault(r["class"], {}).setdefault(int(r["cout"]), []).append(r)
-        for cls, chans in by.items():
+            kind = CLASSES[r["class"]][0]
+            key = (int(r["cin"]), int(r["cout"])) if kind in DENSE_KINDS else (int(r["cout"]), int(r["cout"]))
+            by.setdefault(r["class"], {}).setdefault(key, []).append(r)
+        for cls, lines in by.items():
+            kind = CLASSES[cls][0]
             self.grid[cls] = {}
-            for c, recs in chans.items():
-                recs.sort(key=lambda r: r["ops"])
-                ops = np.array([self.eff_ops(CLASSES[cls][0], r["ops"], r["cin"]) for r in recs])
-                lat = np.array([r["latency_us"] for r in recs], dtype=float)
-                self.grid[cls][c] = (ops, lat)
+            for key, recs in lines.items():
+                xs = [spatial_work(kind, r["ops"], r["cin"], r["cout"]) for r in recs]
+                order = np.argsort(xs, kind="stable")
+                x = np.array(xs, float)[order]
+                lat = np.array([recs[i]["latency_us"] for i in order], dtype=float)
+                busy = np.array([recs[i].get("active") or list(self.cores) for i in order], dtype=float)
+                work = self._work(lat, busy)
+                keep = np.concatenate([[True], np.diff(x) > 0])  # one point per spatial work
+                self.grid[cls][key] = (x[keep], lat[keep], work[keep], np.maximum(busy[keep], 1.0))
         self.classes = list(self.grid)
-        self.coef = self._fit_fusion()
-        # the deepest chain the table measured spilled: deeper spilled groups
-        # would be extrapolation
-        self.max_spilled_depth = max([len(ch["layers"]) for ch in table.get("chains", [])] or [1])
+        # the deepest chain the table measured spilled (set by the fit):
+        # deeper spilled groups would be extrapolation
+        self.max_spilled_depth = 1
+        self.coef_chip, self.coef_spill = self._fit_groups()
 
-    # -- per-layer curves ------------------------------------------------
-    def eff_ops(self, kind: str, ops: float, cin: int) -> float:
-        """The operation count the MAC array really spends: input channels
-        of a dense layer are padded to whole input lanes."""
-        if kind in ("conv", "gemm", "matmul") and cin > 0:
-            li = self.mac_lanes_in
-            return max(1.0, float(ops) * (-(-cin // li) * li) / cin)
-        return max(1.0, float(ops))
+    def _work(self, lat: np.ndarray, busy: np.ndarray) -> np.ndarray:
+        """The busiest core's time past its dispatch, per record and core
+        number: latency - launch - (busy - 1) x dispatch. Where the latency
+        is the kernel floor (the last core's dispatch ends after the work)
+        that is only a bound; the work is then taken from the next smaller
+        core number, scaled by the busy cores (work splits over them)."""
+        work = np.maximum(lat - self.launch - (busy - 1) * self.dispatch, 1e-3)
+        hidden = lat <= self.base + 1e-3
+        for j in range(1, work.shape[1]):
+            scaled = work[:, j - 1] * busy[:, j - 1] / np.maximum(busy[:, j], 1.0)
+            work[:, j] = np.where(hidden[:, j], np.minimum(work[:, j], scaled), work[:, j])
+        return work
 
     def lanes(self, kind: str) -> int:
         return self.mac_lanes if kind in MAC_KINDS else self.vector_lanes
@@ -248,127 +405,275 @@ class Characterization:
 
         return CLASSES[cls][0] if cls in CLASSES else "eltwise"
 
-    def _channel_curve(self, cls: str, c: int, ops: float) -> np.ndarray:
-        """Latency of class `cls` at grid channel `c` and operation count
-        `ops`, at every table core number (log-log in the operation count)."""
-        opsv, lat = self.grid[cls][c]
-        return _interp_loglog(ops, opsv, lat)
+    # -- per-layer curves ------------------------------------------------
+    def _line(self, cls: str, key: tuple[int, int], x: float, field: int) -> np.ndarray:
+        line = self.grid[cls][key]
+        return _interp_loglog(x, line[0], line[field])
+
+    def _read(self, info: LayerInfo, field: int) -> np.ndarray | None:
+        """One of the table's per-core-number figures (1: latency, 2: work,
+        3: busy cores) of the layer, interpolated; None for a view."""
+        cls = table_class(info, self.classes)
+        if cls is None:
+            return None
+        kind = self._class_kind(cls)
+        lines = self.grid[cls]
+        x = spatial_work(kind, info.ops, info.cin, info.cout)
+        cout = max(1, info.cout)
+        if kind not in DENSE_KINDS:
+            chans = sorted({c for c, _ in lines})
+            lo, hi, t = _bracket(cout, chans)
+            return _mix(self._line(cls, (lo, lo), x, field), self._line(cls, (hi, hi), x, field), t)
+        cins = sorted({ci for ci, _ in lines})
+        c_lo, c_hi, tc = _bracket(max(1, info.cin), cins)
+
+        def at_cin(ci: int) -> np.ndarray:
+            couts = sorted(co for cj, co in lines if cj == ci)
+            lo, hi, t = _bracket(cout, couts)
+            return _mix(self._line(cls, (ci, lo), x, field), self._line(cls, (ci, hi), x, field), t)
+
+        a = at_cin(c_lo)
+        return a if c_hi == c_lo else _mix(a, at_cin(c_hi), tc)
 
     def curve(self, info: LayerInfo) -> np.ndarray:
         """Predicted latency (us) of the layer as a kernel of its own, at each
         table core number."""
-        cls = table_class(info, self.classes)
-        if cls is None:
-            return np.zeros(len(self.cores))
-        c = max(1, info.cout)
-        chans = sorted(self.grid[cls])
-        ops = self.eff_ops(self._class_kind(cls), info.ops, info.cin)
-        if c <= chans[0]:
-            lo = hi = chans[0]
-        elif c >= chans[-1]:
-            lo = hi = chans[-1]
-        else:
-            hi = next(x for x in chans if x >= c)
-            lo = max(x for x in chans if x <= c)
-        a = self._channel_curve(cls, lo, ops)
-        if hi == lo:
-            return a
-        b = self._channel_curve(cls, hi, ops)
-        t = (math.log(c) - math.log(lo)) / (math.log(hi) - math.log(lo))
-        return np.exp(np.log(a) * (1 - t) + np.log(b) * t)
+        c = self._read(info, 1)
+        return np.zeros(len(self.cores)) if c is None else c
 
-    # -- fusion ------------------------------------------------------------
-    def working_set(self, infos: Sequence[LayerInfo]) -> tuple[np.ndarray, np.ndarray]:
+    def terms(self, info: LayerInfo) -> LayerTerms:
+        """A layer's curve and its work per core number: the latency past the
+        launch and the dispatch of its last busy core (busy: the cores the
+        lowering gave work, recorded in the table). Standalone (alone, or in
+        a spilled group) a layer splits channels x rows as it would alone; on
+        chip in a group, channels only: its work there is read at its
+        channel groups `Pc(n)`, where no row split happens."""
+        curve = self._read(info, 1)
+        n_cores = len(self.cores)
+        if curve is None:
+            z = np.zeros(n_cores)
+            return LayerTerms(z, z, z, z, z, False)
+        work = self._read(info, 2)
+        busy = np.clip(self._read(info, 3), 1.0, self.cores.astype(float))
+        lanes = self.lanes(info.kind)
+        pc = np.array([active(max(1, info.cout), int(n), lanes) for n in self.cores], float)
+        chip = np.array([_at_cores(work, self.cores, p) for p in pc])
+        return LayerTerms(curve, work, chip, busy, pc, True)
+
+    # -- groups ------------------------------------------------------------
+    def working_set(self, g: GroupView) -> tuple[np.ndarray, np.ndarray]:
         """Per-core NRAM and WRAM bytes (at every core number) of the group
-        kept on chip untiled: each layer's output channel range, its input
-        (whole for a layer that needs every channel, else its range) and its
-        weights' range."""
+        kept on chip, buffer by buffer as `lower-to-accel` allocates them for
+        a fused group (every buffer lives for the whole kernel):
+
+        - a layer's output: its channel range (a convolution or matrix
+          product splits channels in MAC lanes, a vector layer in vector
+          lanes or as the layer it reads); an element-wise layer writes in
+          place over its first operand when that operand is loaded for it or
+          read by nobody else;
+        - an input from outside: the whole map (with its padding) for a
+          layer that needs every channel, else its channel range;
+        - an input from inside: for a windowed layer, a padded copy of the
+          producer's range; for a layer that needs every channel, the
+          gathered whole map (and, in WRAM, the selection matrix that places
+          each core's range);
+        - weights and bias: the output channel range's."""
         n = self.cores
-        ws = np.zeros(len(n))
-        wt = np.zeros(len(n))
-        for info in infos:
-            lanes = self.lanes(info.kind)
+        nn_ = len(n)
+        ws = np.zeros(nn_)
+        wt = np.zeros(nn_)
+        share_of: list[np.ndarray] = []
+        loaded: set = set()
+        for i, info in enumerate(g.infos):
+            if info.kind == "data" and info.ops == 0:  # a view: the producer's buffer
+                share_of.append(share_of[g.preds[i][0]] if g.preds[i] else np.ones(nn_))
+                continue
+            dense = info.kind in DENSE_KINDS
             c = max(1, info.cout)
-            share = np.minimum([chunk(c, int(x), lanes) / max(c, lanes) for x in n], 1.0)
-            ws += info.ofm * share
-            ws += info.ifm if info.kind in DENSE_KINDS else info.ifm * share
+            if info.kind in MAC_KINDS or not g.preds[i]:
+                lanes = self.lanes(info.kind)
+                share = np.minimum([chunk(c, int(x), lanes) / c for x in n], 1.0)
+            else:
+                share = share_of[g.preds[i][0]]
+            share_of.append(share)
+            in_hw = info.ifm / max(1, info.cin * self.eb * info.inputs)
+            side = math.sqrt(max(in_hw, 1.0))
+            pad = (info.kernel - 1) / 2 if info.kind in ("conv", "depthwise", "pool") else 0.0
+            grow = ((side + 2 * pad) / side) ** 2
+            inner = sum(g.infos[p].ofm for p in g.preds[i])
+            sources = g.sources[i] if g.sources else [(("own", i), max(0.0, info.ifm - inner))]
+            if dense:
+                for key, size in sources:  # loaded whole, once per map and padding
+                    if (key, pad) not in loaded:
+                        loaded.add((key, pad))
+                        ws += size * grow
+                if inner:
+                    ws += inner * grow
+                    if pad:
+                        ws += inner * grow * np.minimum(share_of[g.preds[i][0]], 1.0)
+                    wt += np.array([float(g.infos[g.preds[i][0]].cout) * chunk(c, int(x), self.lanes(info.kind))
+                                    for x in n]) * self.eb
+            else:
+                ws += sum(size for _, size in sources) * grow * share
+                if inner and pad:
+                    ws += inner * grow * share
+            in_place = info.kind == "eltwise" and (not g.preds[i] or g.uses[g.preds[i][0]] <= 1)
+            if not in_place:
+                ws += info.ofm * share
             wt += info.wbytes * share
         return ws, wt
 
-    def fits(self, infos: Sequence[LayerInfo]) -> np.ndarray:
-        ws, wt = self.working_set(infos)
+    def fits(self, g: GroupView) -> np.ndarray:
+        """Whether the group is kept on chip at each core number: every
+        layer is one the lowering fuses on chip, and the working set fits."""
+        if not all(on_chip_capable(i) for i in g.infos):
+            return np.zeros(len(self.cores), bool)
+        ws, wt = self.working_set(g)
         return (ws <= self.nram) & (wt <= self.wram)
 
-    def group_features(self, infos: Sequence[LayerInfo], internal: Sequence[bool],
-                       dense_internal: Sequence[bool], unfused: np.ndarray) -> np.ndarray:
-        """Features of a group at every core number (rows: features, columns:
-        core numbers). `internal[i]`: layer i's output is read inside the
-        group; `dense_internal[i]`: by a layer that needs every channel;
-        `unfused`: the latency of the group's layers as kernels of their own."""
-        n = self.cores.astype(float)
-        m = max(0, kernels(infos) - 1)
-        ws, wt = self.working_set(infos)
-        fits = ((ws <= self.nram) & (wt <= self.wram)).astype(float)
-        spill = 1.0 - fits
-        over = np.log2(np.maximum(ws / self.nram, 1.0))
-        wover = np.log2(np.maximum(wt / self.wram, 1.0))
-        inter = sum(i.ofm for i, x in zip(infos, internal) if x)
-        xch = sum(i.ofm for i, x in zip(infos, dense_internal) if x)
-        # cores with work in each layer: unfused, each kernel dispatches its
-        # own; fused, one dispatch, but every barrier spans all n cores
-        act = np.array([[active(max(1, i.cout), int(x), self.lanes(i.kind)) for x in n]
-                        for i in infos if i.ops > 0 or i.kind != "data"] or [np.zeros(len(n))])
-        return np.array([
-            np.full(len(n), m),                  # kernel launches saved
-            act.sum(axis=0) - act.max(axis=0),   # core dispatches saved
-            m * n,                               # barriers over all the group's cores
-            fits * inter / 1e3,                  # DRAM round trips saved (KB)
-            fits * xch * np.log2(n + 1) / 1e3,   # exchanges for dense consumers (KB)
-            fits * (m > 0) * unfused,            # on chip: relative change of the work
-            spill * m,                           # spilled: shared memories...
-            spill * (m > 0) * unfused,           # ... smaller tiles for every layer,
-            spill * (m > 0) * unfused * over,    # ... the more so the more NRAM overflows
-            spill * (m > 0) * unfused * wover,   # ... and the more WRAM overflows
-        ])
+    def _features(self, g: GroupView):
+        """(fits, on-chip base, spilled base, on-chip features, spilled
+        features), per core number.
 
-    def _fit_fusion(self) -> np.ndarray:
-        """Least-squares fit of the fusion gain (unfused - fused, relative to
-        unfused) on the table's chains at every core number."""
-        rows, ys, ws = [], [], []
+        The base follows the kernel's time line: the launch; then the cores
+        run the layers up to the first synchronization without waiting for
+        each other, so that stretch ends with the later of the last core's
+        dispatch and the busiest core's dispatch plus its work; after a
+        synchronization (all cores), every layer's work adds up. On chip, a
+        layer synchronizes when it needs every channel of a map computed in
+        the group (the exchange); spilled, every layer that reads a map the
+        group wrote to DRAM waits at a barrier."""
+        n = self.cores.astype(float)
+        zero = np.zeros(len(n))
+        idx = [i for i, t in enumerate(g.terms) if t.kernel]
+        m = max(0, len(idx) - 1)
+        dense_in = [bool(g.preds[i]) and g.infos[i].kind in DENSE_KINDS for i in range(len(g.infos))]
+        reads_in = [bool(g.preds[i]) for i in range(len(g.infos))]
+
+        def timeline(work_of, busy_of, syncs) -> tuple[np.ndarray, int]:
+            first, rest, busy, synced, count = zero.copy(), zero.copy(), np.ones(len(n)), False, 0
+            for i in idx:
+                if syncs[i]:
+                    synced, count = True, count + 1
+                if synced:
+                    rest = rest + work_of(g.terms[i])
+                else:
+                    first = first + work_of(g.terms[i])
+                    busy = np.maximum(busy, busy_of(g.terms[i]))
+            start = np.maximum((n - 1) * self.dispatch, (busy - 1) * self.dispatch + first)
+            return self.launch + start + rest, count
+
+        on_base, exchanges = timeline(lambda t: t.chip, lambda t: t.pc, dense_in)
+        off_base, barriers = timeline(lambda t: t.solo, lambda t: t.busy, reads_in)
+        all_solo = sum((g.terms[i].solo for i in idx), zero)
+        saved = sum(i.ofm * (1 if ext else 2) for i, x, ext in zip(g.infos, g.internal, g.external) if x)
+        xch = sum(i.ofm for i, x in zip(g.infos, g.dense_readers()) if x)
+        fits = self.fits(g)
+        reread, tiles = self._sharing(g, idx)
+        on_chip = np.array([
+            np.full(len(n), saved / 1e3),        # DRAM round trips saved (KB)
+            np.full(len(n), float(exchanges)),   # an exchange's barrier ...
+            exchanges * n,                       # ... over all the group's cores
+            xch / 1e3 * (1.0 - 1.0 / n),         # exchanged to dense consumers (KB) ...
+            xch / 1e3 * n,                       # ... all-gathered by every core (KB x cores)
+            np.full(len(n), float(m)),           # whatever else a merge costs or saves
+        ])
+        spilled = np.array([
+            np.full(len(n), float(barriers)),    # a barrier ...
+            barriers * n,                        # ... over all the group's cores
+            reread / 1e3,                        # shared WRAM: inputs re-read per weight block (KB)
+            tiles,                               # shared NRAM: more, smaller tiles
+            np.full(len(n), float(m)),           # whatever else a merge costs or saves
+        ])
+        del all_solo
+        return fits, on_base, off_base, on_chip, spilled
+
+    def _sharing(self, g: GroupView, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """What a spilled group pays for sharing the memories: every layer
+        gets a share of NRAM and WRAM in proportion to its need, so a layer
+        whose weights fitted alone is cut into more weight blocks (each
+        re-reading its input: the extra input bytes), and its maps into more
+        tiles (the extra tiles, summed over the layers)."""
+        n = self.cores
+        need_n, need_w, dense_in = [], [], []
+        for i in idx:
+            info = g.infos[i]
+            c = max(1, info.cout)
+            share = np.minimum([chunk(c, int(x), self.lanes(info.kind)) / c for x in n], 1.0)
+            dense = info.kind in DENSE_KINDS
+            need_n.append(info.ofm * share + (info.ifm if dense else info.ifm * share))
+            need_w.append(info.wbytes * share)
+            dense_in.append(info.ifm if dense else 0.0)
+        total_n = sum(need_n, np.zeros(len(n)))
+        total_w = sum(need_w, np.zeros(len(n)))
+        reread = np.zeros(len(n))
+        tiles = np.zeros(len(n))
+        for nn_, ww, x in zip(need_n, need_w, dense_in):
+            blocks = np.maximum(1.0, total_w / self.wram) / np.maximum(1.0, ww / self.wram)
+            reread += x * (np.maximum(blocks, 1.0) - 1.0)
+            more = np.maximum(1.0, total_n / self.nram) / np.maximum(1.0, nn_ / self.nram)
+            tiles += np.maximum(more, 1.0) - 1.0
+        return reread, tiles
+
+    def group_curve(self, g: GroupView) -> np.ndarray:
+        """Predicted latency of a group as one kernel, at each table core
+        number. A kernel pays the floor (launch, dispatch) once; each layer
+        adds its work above the floor — on chip, the work at the cores its
+        channels keep busy (channels are the only split there), spilled, its
+        own work — and the group's mechanics add or save, with coefficients
+        fitted to the table's chains: DRAM round trips of intermediates kept
+        on chip, a barrier per merge growing with the cores, exchanges to
+        layers that need every channel, smaller tiles when spilled."""
+        if sum(1 for t in g.terms if t.kernel) <= 1:
+            return sum((t.curve for t in g.terms), np.zeros(len(self.cores)))
+        fits, on_base, off_base, on_f, off_f = self._features(g)
+        on = on_base + self.coef_chip @ on_f
+        off = off_base + self.coef_spill @ off_f
+        return np.maximum(np.where(fits, on, off), self.floor)
+
+    def _fit_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """Least squares, relative to the measured fused latency, of what the
+        floor plus the layers' work leaves unexplained in the table's chains,
+        on chip and spilled separately."""
+        rows = {True: [], False: []}
         for ch in self.table.get("chains", []):
-            recs = ch["layers"]
-            infos = [self._info_of_record(r) for r in recs]
-            internal = [True] * (len(recs) - 1) + [False]
-            dense = [i + 1 < len(infos) and infos[i + 1].kind in DENSE_KINDS for i in range(len(infos))]
+            infos = [self._info_of_record(r) for r in ch["layers"]]
+            k = len(infos)
+            g = GroupView.chain(infos, [self.terms(i) for i in infos])
+            fits, on_base, off_base, on_f, off_f = self._features(g)
             fused = np.array(ch["fused_us"], float)
-            unfused = np.array(ch["unfused_us"], float)
-            f = self.group_features(infos, internal, dense, unfused)
             for j in range(len(self.cores)):
-                rows.append(f[:, j])
-                ys.append(unfused[j] - fused[j])
-                ws.append(1.0 / max(unfused[j], 1e-6))
-        nfeat = 10
-        if not rows:
-            return np.zeros(nfeat)
-        X = np.array(rows) * np.array(ws)[:, None]
-        y = np.array(ys) * np.array(ws)
-        # signs the mechanics fix: a saved launch or dispatch is a gain, a
-        # barrier over more cores a loss; a coefficient that the data would
-        # give the wrong sign is dropped (set to zero) and the rest refitted
-        signs = np.array([1, 1, -1, 0, 0, 0, 0, 0, 0, 0])
-        keep = np.ones(nfeat, bool)
-        coef = np.zeros(nfeat)
-        while keep.any():
-            Xk = X[:, keep]
-            # a little ridge keeps unsupported directions at zero
-            A = Xk.T @ Xk + 1e-9 * np.eye(Xk.shape[1]) * max(1.0, float(np.trace(Xk.T @ Xk)) / Xk.shape[1])
-            coef = np.zeros(nfeat)
-            coef[keep] = np.linalg.solve(A, Xk.T @ y)
-            wrong = keep & (signs * coef < 0)
-            if not wrong.any():
-                break
-            keep &= ~wrong
-        return coef
+                w = 1.0 / max(fused[j], 1e-6)
+                if fits[j]:
+                    rows[True].append((on_f[:, j] * w, (fused[j] - on_base[j]) * w))
+                else:
+                    rows[False].append((off_f[:, j] * w, (fused[j] - off_base[j]) * w))
+                    self.max_spilled_depth = max(self.max_spilled_depth, kernels(infos))
+
+        def solve(items, signs):
+            """Least squares with the signs the mechanics fix (a saved DRAM
+            round trip is a gain; a barrier, an exchange, a re-read or a tile
+            a cost): a coefficient the data would give the other sign is
+            dropped and the rest refitted."""
+            signs = np.array(signs)
+            coef = np.zeros(len(signs))
+            if not items:
+                return coef
+            X = np.array([r for r, _ in items])
+            y = np.array([v for _, v in items])
+            keep = np.ones(len(signs), bool)
+            while keep.any():
+                Xk = X[:, keep]
+                ridge = 1e-6 * max(1.0, float(np.trace(Xk.T @ Xk)) / Xk.shape[1])
+                coef = np.zeros(len(signs))
+                coef[keep] = np.linalg.solve(Xk.T @ Xk + ridge * np.eye(Xk.shape[1]), Xk.T @ y)
+                wrong = keep & (signs * coef < 0)
+                if not wrong.any():
+                    break
+                keep &= ~wrong
+            return coef
+
+        return solve(rows[True], [-1, 1, 1, 1, 1, 1]), solve(rows[False], [1, 1, 1, 1, 0])
 
     def _info_of_record(self, r: dict) -> LayerInfo:
         from dlfusion.tuning.characterize import CLASSES
@@ -380,9 +685,6 @@ class Characterization:
         info.stride = float(r["stride"])
         info.inputs = 2 if r["class"] == "add" else 1
         return info
-
-    def gain(self, infos, internal, dense_internal, unfused) -> np.ndarray:
-        return self.coef @ self.group_features(infos, internal, dense_internal, unfused)
 
 
 # -------------------------------------------------------------------------
@@ -421,10 +723,13 @@ def characterization_for(sctx: StrategyContext) -> Characterization:
     key = (str(path), mtime)
     if key not in _MODELS:
         doc = chz.load_table(path)
-        if doc["target_digest"] != sctx.target.digest:
+        if not chz.is_current(doc, sctx.target):
+            what = ("another version of target '%s' (digest %s, the target file is %s)"
+                    % (doc["target"], doc["target_digest"], sctx.target.digest)
+                    if doc["target_digest"] != sctx.target.digest
+                    else "another version of the lowering or the simulator (cost model %s)" % doc.get("cost_model"))
             raise DlfusionError(
-                f"the characterization table was measured for another version of target "
-                f"'{doc['target']}' (digest {doc['target_digest']}, the target file is {sctx.target.digest})",
+                f"the characterization table was measured for {what}",
                 where=str(path),
                 hint=f"run dlfusion-characterize --target {sctx.target.name} again",
             )
@@ -439,70 +744,85 @@ def characterization_for(sctx: StrategyContext) -> Characterization:
 
 @dataclass
 class HeuristicPlan:
-    groups: list[tuple[int, int, int]]  # (first, end, core number)
+    groups: list[tuple[list[int], int]]  # (layer indices in program order, core number)
     predicted_us: float
     stats: dict = field(default_factory=dict)
 
 
+class PredictedCosts:
+    """The predicted best core number and latency of sets of layers (bit
+    masks), memoized: the `dp` search's cost oracle, answered by the model
+    instead of the simulator."""
+
+    def __init__(self, graph: LayerGraph, model: Characterization, element_bytes: int,
+                 choices: Sequence[int] | None):
+        self.graph = graph
+        self.model = model
+        self.infos = layer_infos(graph, element_bytes)
+        self.terms = [model.terms(i) for i in self.infos]
+        self.allowed = np.array([choices is None or int(c) in choices for c in model.cores])
+        if not self.allowed.any():
+            raise DlfusionError(
+                f"none of the core choices {sorted(choices or [])} was characterized "
+                f"(the table has {[int(c) for c in model.cores]})",
+                hint="characterize the target with those core numbers",
+            )
+        self._best: dict[int, tuple[int, float]] = {}
+
+    def best(self, mask: int) -> tuple[int, float]:
+        got = self._best.get(mask)
+        if got is None:
+            got = self._best[mask] = self._predict(mask)
+        return got
+
+    def _predict(self, mask: int) -> tuple[int, float]:
+        from dlfusion.tuning.search import _bits
+
+        ids = _bits(mask)
+        view = GroupView.of(self.graph, self.infos, self.terms, ids)
+        total = self.model.group_curve(view)
+        if len(ids) > 1 and kernels(view.infos) > self.model.max_spilled_depth:
+            # spilled groups deeper than the table's chains: not characterized
+            total = np.where(self.model.fits(view), total, np.inf)
+        total = np.where(self.allowed, total, np.inf)
+        j = int(np.argmin(total + 1e-9 * np.arange(len(total))))  # ties: fewer cores
+        return int(self.model.cores[j]), float(total[j])
+
+
 def plan_layers(graph: LayerGraph, model: Characterization, element_bytes: int,
-                max_group: int = MAX_GROUP, choices: Sequence[int] | None = None) -> HeuristicPlan:
-    """Split the layers (in topological order) into runs minimizing the
-    predicted latency; each run's core number is its predicted best."""
-    infos = layer_infos(graph, element_bytes)
-    n = len(infos)
-    curves = np.array([model.curve(i) for i in infos]) if n else np.zeros((0, len(model.cores)))
-    prefix = np.vstack([np.zeros(len(model.cores)), np.cumsum(curves, axis=0)]) if n else None
-    consumers = [sorted(graph.succs[i]) for i in range(n)]
-    allowed = np.array([choices is None or int(c) in choices for c in model.cores])
-    if not allowed.any():
-        raise DlfusionError(
-            f"none of the core choices {sorted(choices or [])} was characterized "
-            f"(the table has {[int(c) for c in model.cores]})",
-            hint="characterize the target with those core numbers",
-        )
-    best = [0.0] + [math.inf] * n
-    arg: list[tuple[int, int]] = [(0, 0)] * (n + 1)
-    for end in range(1, n + 1):
-        for start in range(end - 1, max(0, end - max_group) - 1, -1):  # ties: shorter groups
-            members = infos[start:end]
-            internal = [any(start <= s < end for s in consumers[i]) for i in range(start, end)]
-            dense = [any(start <= s < end and infos[s].kind in DENSE_KINDS for s in consumers[i])
-                     for i in range(start, end)]
-            total = prefix[end] - prefix[start]
-            if end - start > 1:
-                # a fused kernel takes at least as long as its longest layer
-                floor = curves[start:end].max(axis=0)
-                total = np.maximum(total - model.gain(members, internal, dense, total), floor)
-                if kernels(members) > model.max_spilled_depth:
-                    # spilled groups deeper than the table's chains: not characterized
-                    total = np.where(model.fits(members), total, np.inf)
-            total = np.where(allowed, total, np.inf)
-            j = int(np.argmin(total + 1e-9 * np.arange(len(total))))
-            cost = best[start] + float(total[j])
-            if cost < best[end] - 1e-6 * (1.0 + abs(best[end]) if best[end] < math.inf else 0.0):
-                best[end] = cost
-                arg[end] = (start, int(model.cores[j]))
-    groups = []
-    end = n
-    while end > 0:
-        start, cores = arg[end]
-        groups.append((start, end, cores))
-        end = start
-    groups.reverse()
-    return HeuristicPlan(groups, best[n] if n else 0.0)
+                max_group: int = MAX_GROUP, choices: Sequence[int] | None = None,
+                max_groups: int = DP_MAX_GROUPS) -> HeuristicPlan:
+    """The plan of least predicted latency: the `dp` search's recursion over
+    the same groupings (ideals of the graph: every valid partition into
+    groups of at most `max_group` layers; segments of the program order when
+    the graph has more than `max_groups` candidate groups), every group's
+    cost predicted instead of measured, each on its predicted best core
+    number."""
+    from dlfusion.tuning.search import IdealSpace, OrderSpace, _bits, explore, solve
+
+    costs = PredictedCosts(graph, model, element_bytes, choices)
+    if not len(graph):
+        return HeuristicPlan([], 0.0, {"space": "ideals", "groups": 0})
+    space = IdealSpace(graph, max_group)
+    sg = explore(space, max_groups)
+    if sg is None:
+        space = OrderSpace(graph, max_group)
+        sg = explore(space)
+    assert sg is not None
+    total, masks = solve(sg, costs, space.full)
+    groups = [(_bits(m), costs.best(m)[0]) for m in masks]
+    return HeuristicPlan(groups, total, {"space": space.name, "groups": len(sg.groups)})
 
 
 def _plan(graph: LayerGraph, sctx: StrategyContext, one_core: bool) -> list[Group]:
     model = characterization_for(sctx)
     max_group = int(sctx.options.get("max_group", MAX_GROUP))
-    plan = plan_layers(graph, model, sctx.target.element_bytes, max_group, set(sctx.core_choices()))
+    max_groups = int(sctx.options.get("dp_max_groups", DP_MAX_GROUPS))
+    plan = plan_layers(graph, model, sctx.target.element_bytes, max_group, set(sctx.core_choices()), max_groups)
     if isinstance(getattr(sctx, "stats", None), dict):
         sctx.stats["predicted_us"] = round(plan.predicted_us, 3)
-    out = []
-    for start, end, cores in plan.groups:
-        c = 1 if one_core else cores
-        out.append(Group(list(graph.names[start:end]), c))
-    return out
+        sctx.stats.update(plan.stats)
+    return [Group([graph.names[i] for i in ids], 1 if one_core else cores) for ids, cores in plan.groups]
 
 
 @register("dlfusion")

@@ -20,9 +20,13 @@ Every measurement goes through a `Measurer`, which
   crash mid-write loses at most that record; a corrupted cache is reported
   and rebuilt, never a crash;
 - runs the measurements of a batch through an `Executor`: in-process
-  (`jobs=1`) or a process pool (`jobs=N`); anything with a `map(fn, items)`
+  (`jobs=1`) or a process pool (`jobs=N`) that lives as long as the measurer
+  (`close()` or a `with` block ends it); anything with a `map(fn, items)`
   can be plugged in (a distributed executor, for instance): the work item is
-  plain text and the result a float.
+  plain text and the result a float;
+- counts what it does: `measurements` (simulator runs) in total, and per
+  block of work through `tally()` (distinct configurations asked for, and
+  how many of them were simulated rather than found in the cache).
 """
 
 from __future__ import annotations
@@ -32,14 +36,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
@@ -47,6 +52,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from dlfusion.dialects import nn
 from dlfusion.errors import DlfusionError
 from dlfusion.targets import AcceleratorTarget, load_target
+from dlfusion.tuning.cost_model import cost_model_digest
 
 RECORD_VERSION = 1
 
@@ -116,10 +122,12 @@ def kernel_text(layers: Sequence[Operation], cores: int) -> str:
     return print_module(extract_kernel(layers, cores), make_context())
 
 
-def measure_text(text: str, target: str) -> float:
+def measure_kernel(text: str, target: str) -> tuple[float, int]:
     """Lower and simulate (timing only) one kernel configuration given as
-    text; returns its latency in microseconds. Runs in a worker process too:
-    it needs nothing but its arguments."""
+    text; returns its latency in microseconds and its busy cores (the most
+    cores with work of any of its kernels: a layer whose channels and rows
+    split over fewer cores than the kernel has leaves the others idle). Runs
+    in a worker process too: it needs nothing but its arguments."""
     from dlfusion.context import make_context
     from dlfusion.dialects.weights import weight_store
     from dlfusion.ir_io import parse_module
@@ -135,7 +143,14 @@ def measure_text(text: str, target: str) -> float:
             # folds such as batch norm's scale (zeros keep them finite)
             store._arrays[op.key] = np.zeros(nn.shape_of(op.result), np.float32)
     LowerToAccelPass(target=target).apply(ctx, module)
-    return simulate(module, ctx, None, timing_only=True, record_events=False).total_us
+    result = simulate(module, ctx, None, timing_only=True, record_events=False)
+    busy = max((int(k["active"]) for k in result.report["kernels"]), default=0)
+    return result.total_us, busy
+
+
+def measure_text(text: str, target: str) -> float:
+    """The latency (us) of one kernel configuration given as text."""
+    return measure_kernel(text, target)[0]
 
 
 # --------------------------------------------------------------------------
@@ -147,10 +162,15 @@ class TuningLog:
     """Tuning records on disk, one JSON object per line:
 
         {"version": 1, "target": "mlu100", "target_digest": "...", "key": "...",
-         "cores": 4, "layers": ["conv", "relu"], "latency_us": 12.5, "time": 1.7e9}
+         "cost_model": "cm1", "cores": 4, "layers": ["conv", "relu"],
+         "latency_us": 12.5, "active": 4, "time": 1.7e9}
 
     Lines that do not parse, or lack a field, are reported once on stderr
-    and dropped; the file is then rewritten from the good records.
+    and dropped; the file is then rewritten from the good records. Records
+    of another cost model (`dlfusion.tuning.cost_model`: the lowering or the
+    simulator changed since) are stale: dropped the same way, with their own
+    note. A record without `cost_model` is of cost model cm1; one without
+    `active` (older) serves latencies but not busy cores.
     """
 
     FIELDS = ("version", "target", "target_digest", "key", "cores", "latency_us")
@@ -158,7 +178,9 @@ class TuningLog:
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
         self.records: dict[str, float] = {}
+        self.active: dict[str, int] = {}
         self.dropped = 0
+        self.stale = 0
         if self.path is not None and self.path.exists():
             self._load()
 
@@ -181,10 +203,18 @@ class TuningLog:
                 latency = float(rec["latency_us"])
                 if not latency >= 0:
                     raise ValueError("bad latency")
+                active = rec.get("active")
+                if active is not None and not (isinstance(active, int) and active >= 0):
+                    raise ValueError("bad active")
             except (ValueError, TypeError):
                 self.dropped += 1
                 continue
+            if rec.get("cost_model", "cm1") != cost_model_digest():
+                self.stale += 1
+                continue
             self.records[rec["key"]] = latency
+            if active is not None:
+                self.active[rec["key"]] = active
             good.append(json.dumps(rec, sort_keys=True))
         if self.dropped:
             print(
@@ -192,6 +222,13 @@ class TuningLog:
                 "rewriting the cache from the good ones",
                 file=sys.stderr,
             )
+        if self.stale:
+            print(
+                f"dlfusion: {self.path}: dropped {self.stale} tuning record(s) of another cost model "
+                f"(the lowering or the simulator changed; now {cost_model_digest()}); they will be measured again",
+                file=sys.stderr,
+            )
+        if self.dropped or self.stale:
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text("".join(g + "\n" for g in good))
             os.replace(tmp, self.path)
@@ -201,6 +238,8 @@ class TuningLog:
 
     def add(self, record: dict) -> None:
         self.records[record["key"]] = float(record["latency_us"])
+        if record.get("active") is not None:
+            self.active[record["key"]] = int(record["active"])
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +255,12 @@ class TuningLog:
 
 
 class Executor(Protocol):
+    """Where measurements run: anything with `map(fn, items)` that returns
+    the results in the order of the items (`concurrent.futures` executors
+    qualify). The work item is `(kernel text, target reference)`, plain
+    strings, and the result a float, so a distributed executor only has to
+    ship text."""
+
     def map(self, fn: Callable, *iterables: Iterable) -> Iterable: ...
 
 
@@ -223,19 +268,48 @@ class InlineExecutor:
     """Measures in this process, one after another."""
 
     def map(self, fn, *iterables):
-        return list(map(fn, *iterables))
+        return map(fn, *iterables)
 
 
-def _measure_item(item: tuple[str, str]) -> float:
+def target_ref(target: str | AcceleratorTarget) -> str:
+    """How passes and worker processes name a target: a shipped target by
+    its name, one read from a file by that file's absolute path."""
+    if isinstance(target, str):
+        return target
+    path = Path(target.source)
+    return str(path.resolve()) if path.is_file() else path.stem
+
+
+def _measure_item(item: tuple[str, str]) -> tuple[float, int]:
     text, target = item
-    return measure_text(text, target)
+    return measure_kernel(text, target)
+
+
+@dataclass
+class Tally:
+    """What the measurer did while a tally was open (`Measurer.tally()`):
+    the distinct configurations asked for (cached or not) and how many of
+    them were simulated."""
+
+    keys: set[str] = field(default_factory=set)
+    simulated: int = 0
+
+    @property
+    def configurations(self) -> int:
+        return len(self.keys)
 
 
 @dataclass
 class Measurer:
     """Memoized, cached, optionally parallel kernel measurements for one
     target. `measurements` counts simulator runs actually made (cache hits
-    and repeated configurations are free)."""
+    and repeated configurations are free).
+
+    With `jobs > 1` (and no `executor` given) the measurer owns a process
+    pool, started on the first batch that needs it and kept until `close()`
+    (or the end of a `with` block, or the measurer's collection), so the
+    workers' imports are paid once. `progress(done, total)`, when set, is
+    called after each configuration simulated in a batch."""
 
     target: AcceleratorTarget
     cache: TuningLog
@@ -243,6 +317,9 @@ class Measurer:
     executor: Executor | None = None
     measurements: int = 0
     lookups: int = 0
+    progress: Callable[[int, int], None] | None = None
+    _pool: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _tallies: list[Tally] = field(default_factory=list, repr=False)
 
     @staticmethod
     def create(
@@ -256,8 +333,47 @@ class Measurer:
             raise DlfusionError(f"--jobs must be at least 1, got {jobs}")
         return Measurer(t, TuningLog(cache), jobs, executor)
 
+    # -- lifetime of the pool ------------------------------------------------
+
+    def _executor_for(self, items: int) -> Executor:
+        if self.executor is not None:
+            return self.executor
+        if self.jobs == 1 or items == 1:
+            return InlineExecutor()
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+            weakref.finalize(self, self._pool.shutdown)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the measurer's own worker processes (a given executor is the
+        caller's to close)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> Measurer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- counting ------------------------------------------------------------
+
+    @contextmanager
+    def tally(self) -> Iterator[Tally]:
+        """Count the configurations asked for, and simulated, in a block."""
+        t = Tally()
+        self._tallies.append(t)
+        try:
+            yield t
+        finally:
+            self._tallies.remove(t)
+
+    # -- measuring -----------------------------------------------------------
+
     def _target_ref(self) -> str:
-        return self.target.source if self.target.source.endswith(".toml") and os.path.sep in self.target.source else self.target.name
+        return target_ref(self.target)
 
     def key(self, text: str, cores: int) -> str:
         h = hashlib.sha256()
@@ -270,6 +386,14 @@ class Measurer:
 
     def costs(self, configs: Sequence[tuple[Sequence[Operation], int]]) -> list[float]:
         """Latency (us) of each (layers, cores) configuration."""
+        return [lat for lat, _ in self._lookup(configs, need_active=False)]
+
+    def details(self, configs: Sequence[tuple[Sequence[Operation], int]]) -> list[tuple[float, int]]:
+        """Latency (us) and busy cores of each configuration (a cached record
+        without busy cores is measured again)."""
+        return self._lookup(configs, need_active=True)  # type: ignore[return-value]
+
+    def _lookup(self, configs, need_active: bool) -> list[tuple[float, int | None]]:
         keys: list[str] = []
         todo: dict[str, tuple[str, int, list[str]]] = {}
         for layers, cores in configs:
@@ -281,36 +405,40 @@ class Measurer:
             k = self.key(text, cores)
             keys.append(k)
             self.lookups += 1
-            if self.cache.get(k) is None and k not in todo:
+            for t in self._tallies:
+                t.keys.add(k)
+            missing = self.cache.get(k) is None or (need_active and k not in self.cache.active)
+            if missing and k not in todo:
                 kinds = [op.name.removeprefix("nn.") for op in layers]
                 todo[k] = (text, cores, kinds)
         if todo:
-            items = [(text, self._target_ref()) for text, _, _ in todo.values()]
-            executor = self.executor
-            pool = None
-            if executor is None:
-                if self.jobs > 1 and len(items) > 1:
-                    pool = ProcessPoolExecutor(max_workers=self.jobs)
-                    executor = pool
-                else:
-                    executor = InlineExecutor()
-            try:
-                results = list(executor.map(_measure_item, items))
-            finally:
-                if pool is not None:
-                    pool.shutdown()
-            for (k, (_, cores, kinds)), latency in zip(todo.items(), results):
-                self.measurements += 1
-                self.cache.add(
-                    {
-                        "version": RECORD_VERSION,
-                        "target": self.target.name,
-                        "target_digest": self.target.digest,
-                        "key": k,
-                        "cores": cores,
-                        "layers": kinds,
-                        "latency_us": latency,
-                        "time": time.time(),
-                    }
-                )
-        return [self.cache.get(k) for k in keys]  # type: ignore[misc]
+            self._simulate(todo)
+        return [(self.cache.get(k), self.cache.active.get(k)) for k in keys]  # type: ignore[misc]
+
+    def _simulate(self, todo: dict[str, tuple[str, int, list[str]]]) -> None:
+        """Simulate the configurations of `todo` (key -> text, cores, layer
+        kinds); each record is appended to the cache as soon as its result
+        arrives, so an interrupted batch keeps what it measured."""
+        ref = self._target_ref()
+        items = [(text, ref) for text, _, _ in todo.values()]
+        results = self._executor_for(len(items)).map(_measure_item, items)
+        for done, ((k, (_, cores, kinds)), (latency, active)) in enumerate(zip(todo.items(), results), 1):
+            self.measurements += 1
+            for t in self._tallies:
+                t.simulated += 1
+            self.cache.add(
+                {
+                    "version": RECORD_VERSION,
+                    "target": self.target.name,
+                    "target_digest": self.target.digest,
+                    "cost_model": cost_model_digest(),
+                    "key": k,
+                    "cores": cores,
+                    "layers": kinds,
+                    "latency_us": latency,
+                    "active": active,
+                    "time": time.time(),
+                }
+            )
+            if self.progress is not None:
+                self.progress(done, len(items))
