@@ -18,8 +18,6 @@ import random
 import sys
 import time
 
-import numpy as np
-
 
 def random_groups(graph, seed: int, max_cores: int, max_len: int = 4):
     from dlfusion.grouping import Group
@@ -34,14 +32,9 @@ def random_groups(graph, seed: int, max_cores: int, max_len: int = 4):
 
 
 def main() -> int:
-    import onnxruntime as ort
-
     from dlfusion import zoo
-    from dlfusion.context import make_context
-    from dlfusion.frontend import import_model
-    from dlfusion.grouping import Group, LayerGraph, apply_groups
-    from dlfusion.interpreter import random_inputs
-    from dlfusion.passes.lower_to_accel import LowerToAccelPass
+    from dlfusion.grouping import Group, LayerGraph
+    from dlfusion.models import compile_plan, load_model, verify
     from dlfusion.sim import simulate
     from dlfusion.targets import load_target
 
@@ -56,32 +49,22 @@ def main() -> int:
     worst, all_equal = 0.0, True
     for name in args.models.split(","):
         t0 = time.perf_counter()
-        model = zoo.build(name)
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        loaded = load_model(name, fold_bn=False)
+        graph = LayerGraph.of(loaded.module)
+        plans = (
+            [Group([n], 1) for n in graph.names],
+            [Group([n], target.cores) for n in graph.names],
+            random_groups(graph, args.seed, target.cores),
+        )
         cells = []
-        for plan in ("one", "all", "random"):
-            ctx = make_context()
-            module = import_model(model, ctx)
-            graph = LayerGraph.of(module)
-            if plan == "one":
-                groups = [Group([n], 1) for n in graph.names]
-            elif plan == "all":
-                groups = [Group([n], target.cores) for n in graph.names]
-            else:
-                groups = random_groups(graph, args.seed, target.cores)
-            inputs = random_inputs(module, seed=1)
-            apply_groups(module, groups)
-            LowerToAccelPass(target=args.target).apply(ctx, module)
-            full = simulate(module, ctx, inputs, record_events=False)
-            timing = simulate(module, ctx, None, timing_only=True, record_events=False)
-            ref = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
-            err = max(
-                float(np.max(np.abs(full.outputs[k] - v))) / float(np.max(np.abs(v))) for k, v in ref.items()
-            )
-            equal = timing.total_us == full.total_us
-            worst = max(worst, err)
+        for groups in plans:
+            module = compile_plan(loaded, groups, args.target)
+            check = verify(loaded, module, loaded.ctx, seed=1)
+            timing = simulate(module, loaded.ctx, None, timing_only=True, record_events=False)
+            equal = timing.total_us == check.latency_us
+            worst = max(worst, check.max_rel_error)
             all_equal &= equal
-            cells.append(f"{full.total_us:>10.1f} ({err:.1e}, {'yes' if equal else 'NO'})")
+            cells.append(f"{check.latency_us:>10.1f} ({check.max_rel_error:.1e}, {'yes' if equal else 'NO'})")
         print(f"{name:<14} {cells[0]:>28} {cells[1]:>28} {cells[2]:>28} {time.perf_counter() - t0:>7.1f}", flush=True)
     print(f"worst relative error {worst:.2e} (limit 1e-4); timing-only equal to full: {all_equal}")
     return 0 if worst <= 1e-4 and all_equal else 1
