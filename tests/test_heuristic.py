@@ -6,7 +6,7 @@ the table says (not tuned to one target), fast."""
 from __future__ import annotations
 
 import copy
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,8 +177,15 @@ def test_missing_or_stale_table(table, tmp_path, monkeypatch):
     _, module = resnet_block_module()
     graph = LayerGraph.of(module)
     monkeypatch.setenv("DLFUSION_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(DlfusionError, match="dlfusion-characterize --target edge8"):
-        get_strategy("dlfusion")(graph, StrategyContext(EDGE8, NoMeasurer(), {}))
+    # a target file of one's own: no table in the cache nor in the package
+    edited = tmp_path / "edge8b.toml"
+    text = (Path(chz.__file__).parents[1] / "targets" / "edge8.toml").read_text()
+    edited.write_text(text.replace('name = "edge8"', 'name = "edge8b"'))
+    mine = load_target(str(edited))
+    with pytest.raises(DlfusionError, match="dlfusion-characterize --target edge8b"):
+        get_strategy("dlfusion")(graph, StrategyContext(mine, NoMeasurer(), {}))
+    # the shipped target finds the shipped table
+    assert get_strategy("dlfusion")(graph, StrategyContext(EDGE8, NoMeasurer(), {}))
     stale = tmp_path / "stale.json"
     chz.save_table(dict(doc, target_digest="0" * 16), stale)
     with pytest.raises(DlfusionError, match="another version of target"):

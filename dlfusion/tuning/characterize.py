@@ -617,12 +617,16 @@ def load_or_characterize(
 
 
 def find_table(target: AcceleratorTarget, cache_dir: str | Path | None = None) -> Path | None:
-    """The cached full table of a target if there is one (else the quick one)."""
+    """The cached full table of a target if there is one (else the quick
+    one), else the table shipped with the package for exactly this target
+    file and cost model (`dlfusion.tuning.tables`)."""
+    from dlfusion.tuning.tables import packaged_table
+
     for quick in (False, True):
         p = table_path(target, cache_dir, quick)
         if p.exists():
             return p
-    return None
+    return packaged_table(target)
 
 
 # -------------------------------------------------------------------------

@@ -345,6 +345,7 @@ class Characterization:
         self.nram = float(m["nram_bytes"])
         self.wram = float(m["wram_bytes"])
         self.eb = int(m["element_bytes"])
+        self._chunk_cache: dict[tuple[int, int], np.ndarray] = {}
         from dlfusion.tuning.characterize import CLASSES
 
         # the kernel floor: no kernel on n cores finishes before its last
@@ -396,6 +397,18 @@ class Characterization:
             scaled = work[:, j - 1] * busy[:, j - 1] / np.maximum(busy[:, j], 1.0)
             work[:, j] = np.where(hidden[:, j], np.minimum(work[:, j], scaled), work[:, j])
         return work
+
+    def _chunks(self, c: int, lanes: int) -> np.ndarray:
+        """Channels per core of a c-channel split, at every table core number."""
+        key = (c, lanes)
+        got = self._chunk_cache.get(key)
+        if got is None:
+            got = self._chunk_cache[key] = np.array([chunk(c, int(x), lanes) for x in self.cores], float)
+        return got
+
+    def _share(self, c: int, lanes: int) -> np.ndarray:
+        """The fraction of a c-channel map one core holds, per core number."""
+        return np.minimum(self._chunks(c, lanes) / c, 1.0)
 
     def lanes(self, kind: str) -> int:
         return self.mac_lanes if kind in MAC_KINDS else self.vector_lanes
@@ -492,7 +505,7 @@ class Characterization:
             c = max(1, info.cout)
             if info.kind in MAC_KINDS or not g.preds[i]:
                 lanes = self.lanes(info.kind)
-                share = np.minimum([chunk(c, int(x), lanes) / c for x in n], 1.0)
+                share = self._share(c, lanes)
             else:
                 share = share_of[g.preds[i][0]]
             share_of.append(share)
@@ -511,8 +524,7 @@ class Characterization:
                     ws += inner * grow
                     if pad:
                         ws += inner * grow * np.minimum(share_of[g.preds[i][0]], 1.0)
-                    wt += np.array([float(g.infos[g.preds[i][0]].cout) * chunk(c, int(x), self.lanes(info.kind))
-                                    for x in n]) * self.eb
+                    wt += float(g.infos[g.preds[i][0]].cout) * self._chunks(c, self.lanes(info.kind)) * self.eb
             else:
                 ws += sum(size for _, size in sources) * grow * share
                 if inner and pad:
@@ -569,7 +581,7 @@ class Characterization:
         saved = sum(i.ofm * (1 if ext else 2) for i, x, ext in zip(g.infos, g.internal, g.external) if x)
         xch = sum(i.ofm for i, x in zip(g.infos, g.dense_readers()) if x)
         fits = self.fits(g)
-        reread, tiles = self._sharing(g, idx)
+        reread, tiles, slower = self._sharing(g, idx)
         on_chip = np.array([
             np.full(len(n), saved / 1e3),        # DRAM round trips saved (KB)
             np.full(len(n), float(exchanges)),   # an exchange's barrier ...
@@ -582,13 +594,14 @@ class Characterization:
             np.full(len(n), float(barriers)),    # a barrier ...
             barriers * n,                        # ... over all the group's cores
             reread / 1e3,                        # shared WRAM: inputs re-read per weight block (KB)
-            tiles,                               # shared NRAM: more, smaller tiles
+            tiles,                               # shared NRAM: more, smaller tiles ...
+            slower,                              # ... each layer's work the slower (us)
             np.full(len(n), float(m)),           # whatever else a merge costs or saves
         ])
         del all_solo
         return fits, on_base, off_base, on_chip, spilled
 
-    def _sharing(self, g: GroupView, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _sharing(self, g: GroupView, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What a spilled group pays for sharing the memories: every layer
         gets a share of NRAM and WRAM in proportion to its need, so a layer
         whose weights fitted alone is cut into more weight blocks (each
@@ -599,7 +612,7 @@ class Characterization:
         for i in idx:
             info = g.infos[i]
             c = max(1, info.cout)
-            share = np.minimum([chunk(c, int(x), self.lanes(info.kind)) / c for x in n], 1.0)
+            share = self._share(c, self.lanes(info.kind))
             dense = info.kind in DENSE_KINDS
             need_n.append(info.ofm * share + (info.ifm if dense else info.ifm * share))
             need_w.append(info.wbytes * share)
@@ -608,12 +621,14 @@ class Characterization:
         total_w = sum(need_w, np.zeros(len(n)))
         reread = np.zeros(len(n))
         tiles = np.zeros(len(n))
-        for nn_, ww, x in zip(need_n, need_w, dense_in):
+        slower = np.zeros(len(n))
+        for i, nn_, ww, x in zip(idx, need_n, need_w, dense_in):
             blocks = np.maximum(1.0, total_w / self.wram) / np.maximum(1.0, ww / self.wram)
             reread += x * (np.maximum(blocks, 1.0) - 1.0)
-            more = np.maximum(1.0, total_n / self.nram) / np.maximum(1.0, nn_ / self.nram)
-            tiles += np.maximum(more, 1.0) - 1.0
-        return reread, tiles
+            more = np.maximum(np.maximum(1.0, total_n / self.nram) / np.maximum(1.0, nn_ / self.nram), 1.0) - 1.0
+            tiles += more
+            slower += g.terms[i].solo * np.log2(1.0 + more)
+        return reread, tiles, slower
 
     def group_curve(self, g: GroupView) -> np.ndarray:
         """Predicted latency of a group as one kernel, at each table core
@@ -673,7 +688,7 @@ class Characterization:
                 keep &= ~wrong
             return coef
 
-        return solve(rows[True], [-1, 1, 1, 1, 1, 1]), solve(rows[False], [1, 1, 1, 1, 0])
+        return solve(rows[True], [-1, 1, 1, 1, 1, 1]), solve(rows[False], [1, 1, 1, 1, 1, 0])
 
     def _info_of_record(self, r: dict) -> LayerInfo:
         from dlfusion.tuning.characterize import CLASSES
@@ -713,7 +728,8 @@ def characterization_for(sctx: StrategyContext) -> Characterization:
         if path is None:
             raise DlfusionError(
                 f"no characterization table for target '{sctx.target.name}' "
-                f"(looked in {chz.default_cache_dir() if not sctx.options.get('cache_dir') else sctx.options['cache_dir']})",
+                f"(looked in {chz.default_cache_dir() if not sctx.options.get('cache_dir') else sctx.options['cache_dir']} "
+                f"and in the tables shipped with dlfusion)",
                 hint=f"run dlfusion-characterize --target {sctx.target.name} first",
             )
     try:
