@@ -19,6 +19,7 @@ from dlfusion.targets import load_target
 from dlfusion.tuning import characterize as chz
 from dlfusion.tuning import heuristic as H
 from dlfusion.tuning.strategies import STRATEGIES, StrategyContext, get_strategy
+from dlfusion.tuning.tables import packaged_table
 
 EDGE8 = load_target("edge8")
 
@@ -193,9 +194,14 @@ def test_missing_or_stale_table(table, tmp_path, monkeypatch):
     # the cached table is found by target digest under DLFUSION_CACHE
     d = tmp_path / "c" / "characterization"
     d.mkdir(parents=True)
-    chz.save_table(doc, chz.table_path(EDGE8, d, quick=True))
+    chz.save_table(dict(doc, target=mine.name, target_digest=mine.digest), chz.table_path(mine, d, quick=True))
     monkeypatch.setenv("DLFUSION_CACHE", str(tmp_path / "c"))
-    assert get_strategy("dlfusion")(graph, StrategyContext(EDGE8, NoMeasurer(), {}))
+    assert chz.find_table(mine) == chz.table_path(mine, d, quick=True)
+    assert get_strategy("dlfusion")(graph, StrategyContext(mine, NoMeasurer(), {}))
+    # a full table in the cache comes before the shipped one
+    assert chz.find_table(EDGE8) == packaged_table(EDGE8)
+    chz.save_table(doc, chz.table_path(EDGE8, d))
+    assert chz.find_table(EDGE8) == chz.table_path(EDGE8, d)
 
 
 def test_plans_a_zoo_model_fast(table):

@@ -617,16 +617,19 @@ def load_or_characterize(
 
 
 def find_table(target: AcceleratorTarget, cache_dir: str | Path | None = None) -> Path | None:
-    """The cached full table of a target if there is one (else the quick
-    one), else the table shipped with the package for exactly this target
-    file and cost model (`dlfusion.tuning.tables`)."""
+    """The cached full table of a target if there is one, else the table
+    shipped with the package for exactly this target file and cost model
+    (`dlfusion.tuning.tables`), else the cached quick one."""
     from dlfusion.tuning.tables import packaged_table
 
-    for quick in (False, True):
-        p = table_path(target, cache_dir, quick)
-        if p.exists():
-            return p
-    return packaged_table(target)
+    full = table_path(target, cache_dir, False)
+    if full.exists():
+        return full
+    shipped = packaged_table(target)
+    if shipped is not None:
+        return shipped
+    quick = table_path(target, cache_dir, True)
+    return quick if quick.exists() else None
 
 
 # -------------------------------------------------------------------------
