@@ -240,7 +240,8 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
     double as the side halves) and off it (maps that fit on chip and maps
     that do not); two patterns join layers with different best core numbers
     (a wide layer and a narrow one); and the blocks deep CNNs repeat, at
-    depths 6..8 (inverted residual, bottleneck, two separable convolutions)."""
+    depths 6..8 (inverted residual, bottleneck, two separable convolutions,
+    a VGG block)."""
     def S(cls, c, h, cout=None):
         return LayerSpec(cls, c, c if cout is None else cout, h)
 
@@ -278,6 +279,10 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
             out.append(ChainSpec("separable", (  # MobileNet-v1's, twice
                 S("dw3x3s1", c, h), S("relu", c, h), S("conv1x1s1", c, h), S("relu", c, h),
                 S("dw3x3s1", c, h), S("relu", c, h), S("conv1x1s1", c, h), S("relu", c, h))))
+        for c, h in [(2 * L, 224), (4 * L, 112), (8 * L, 56), (16 * L, 28), (16 * L, 14)]:
+            out.append(ChainSpec("plain-block", (  # VGG's: large maps and weights, spilled
+                S("conv3x3s1", c, h), S("relu", c, h), S("conv3x3s1", c, h), S("relu", c, h),
+                S("conv3x3s1", c, h), S("relu", c, h), S("maxpool3x3s2", c, h))))
         for cin, cout in [(4 * L, 32 * L), (64 * L, 32 * L), (16 * L, 4 * L)]:
             out.append(ChainSpec("fc-relu-fc", (S("fc", cin, 1, cout), S("relu", cout, 1), S("fc", cout, 1, cout))))
     return out

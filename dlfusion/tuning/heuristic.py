@@ -582,8 +582,11 @@ class Characterization:
         xch = sum(i.ofm for i, x in zip(g.infos, g.dense_readers()) if x)
         fits = self.fits(g)
         reread, tiles, slower = self._sharing(g, idx)
+        pad_steps, select_cycles = self._on_chip_copies(g)
         on_chip = np.array([
             np.full(len(n), saved / 1e3),        # DRAM round trips saved (KB)
+            pad_steps / 1e3,                     # padded copies on the vector unit (k steps)
+            select_cycles / 1e3,                 # gathers: selection products on the MAC array (k cycles)
             np.full(len(n), float(exchanges)),   # an exchange's barrier ...
             exchanges * n,                       # ... over all the group's cores
             xch / 1e3 * (1.0 - 1.0 / n),         # exchanged to dense consumers (KB) ...
@@ -600,6 +603,34 @@ class Characterization:
         ])
         del all_solo
         return fits, on_base, off_base, on_chip, spilled
+
+    def _on_chip_copies(self, g: GroupView) -> tuple[np.ndarray, np.ndarray]:
+        """Per core number, the busiest core's share of the copies a group
+        kept on chip makes: a windowed layer reading a map of the group pads
+        it into a new buffer (vector steps: elements / vector lanes), and a
+        layer that needs every channel of such a map gathers it (a selection
+        product on the MAC array: the whole map's positions x its channels
+        over the output lanes x the core's channels over the input lanes)."""
+        n = self.cores
+        pad_steps = np.zeros(len(n))
+        select = np.zeros(len(n))
+        for i, info in enumerate(g.infos):
+            if not g.preds[i] or not g.terms[i].kernel:
+                continue
+            p = g.preds[i][0]
+            src = g.infos[p]
+            c = max(1, src.cout)
+            elems = src.ofm / self.eb
+            if info.kind in ("conv", "depthwise", "pool") and info.kernel > 1:
+                side = math.sqrt(max(src.hw, 1))
+                pad = (info.kernel - 1) / 2
+                grow = ((side + 2 * pad) / side) ** 2
+                pad_steps += elems * grow * self._share(c, self.lanes(src.kind)) / self.vector_lanes
+            if info.kind in DENSE_KINDS:
+                positions = max(1.0, elems / c)
+                select += positions * math.ceil(c / self.mac_lanes) * np.ceil(
+                    self._chunks(c, self.lanes(src.kind)) / self.mac_lanes_in)
+        return pad_steps, select
 
     def _sharing(self, g: GroupView, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What a spilled group pays for sharing the memories: every layer
@@ -688,7 +719,7 @@ class Characterization:
                 keep &= ~wrong
             return coef
 
-        return solve(rows[True], [-1, 1, 1, 1, 1, 1]), solve(rows[False], [1, 1, 1, 1, 1, 0])
+        return solve(rows[True], [-1, 1, 1, 1, 1, 1, 1, 1]), solve(rows[False], [1, 1, 1, 1, 1, 0])
 
     def _info_of_record(self, r: dict) -> LayerInfo:
         from dlfusion.tuning.characterize import CLASSES
