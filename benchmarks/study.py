@@ -5,7 +5,7 @@
         [--jobs 2] [--cache-dir benchmarks/study/cache] [--out benchmarks/study]
         [--plans benchmarks/plans] [--results docs/RESULTS.md] [--windows 2]
         [--window-layers 12] [--core-choices 1,2,4] [--max-group 8]
-        [--max-configs 20000] [--table TARGET=PATH]
+        [--max-configs 20000] [--table TARGET=PATH] [--cold DIR]
 
 For every target and zoo model, `dlfusion.tuning.tune` runs every strategy
 through one measurer per target (tuning-record cache
@@ -26,6 +26,11 @@ Finally `--results` (docs/RESULTS.md) is assembled from those JSON files,
 with one bar chart per target in `<results dir>/figures/study-<target>.png`;
 the section `## Discussion` of an existing file is kept as it is.
 Progress goes to stderr, one line per strategy and window.
+
+A re-run with a warm cache times `dp`'s search without its simulations;
+`--cold DIR` adds the time and simulations of `dp` runs from an empty cache
+(`benchmarks/dp_cold.sh` makes them), against which the heuristic's planning
+time is then compared.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-configs", type=int, default=20_000, metavar="N", help="exhaustive's guard")
     p.add_argument("--table", action="append", default=[], metavar="TARGET=PATH",
                    help="characterization table of a target (default: its cached one)")
+    p.add_argument("--cold", type=Path, metavar="DIR",
+                   help="dp plans saved by runs from an empty cache (<target>-<model>-dp.json, "
+                        "fuse-layers{strategy=dp save=...}): their search time and simulations "
+                        "are reported beside this run's")
     return p
 
 
@@ -220,6 +229,7 @@ class ModelRow:
     model: str
     doc: dict
     windows: list[dict]
+    cold: dict | None = None  # the stats of a dp run from an empty cache (--cold)
 
     def get(self, strategy: str) -> dict | None:
         r = next((s for s in self.doc["strategies"] if s["strategy"] == strategy), None)
@@ -243,17 +253,26 @@ class ModelRow:
         h, d = self.latency("dlfusion"), self.latency("dp")
         return h / d if h and d else None
 
+    def dp_seconds(self) -> float | None:
+        """dp's search time from an empty cache when known, else this run's."""
+        if self.cold and self.cold.get("seconds"):
+            return float(self.cold["seconds"])
+        return self.field("dp", "search_s")
+
     def planning_share(self) -> float | None:
-        h, d = self.field("dlfusion", "search_s"), self.field("dp", "search_s")
+        h, d = self.field("dlfusion", "search_s"), self.dp_seconds()
         return h / d if h is not None and d else None
 
 
-def load_rows(out: Path, target: str, models: Sequence[str]) -> list[ModelRow]:
+def load_rows(out: Path, target: str, models: Sequence[str], cold: Path | None = None) -> list[ModelRow]:
     rows = []
     for model in models:
         doc = json.loads((out / target / f"{model}-{target}.json").read_text())
         win = out / target / f"{model}-{target}-windows.json"
-        rows.append(ModelRow(model, doc, json.loads(win.read_text())["windows"] if win.exists() else []))
+        stats = None
+        if cold is not None and (cold / f"{target}-{model}-dp.json").exists():
+            stats = json.loads((cold / f"{target}-{model}-dp.json").read_text()).get("stats")
+        rows.append(ModelRow(model, doc, json.loads(win.read_text())["windows"] if win.exists() else [], stats))
     return rows
 
 
@@ -267,9 +286,11 @@ def model_table(rows: list[ModelRow], strategies: Sequence[str]) -> list[str]:
     speed = [s for s in ("cores-only", "dlfusion", "dp") if s in ran]
     cost = [s for s in ("cores-only", "dp") if s in ran]
     heuristic, both = "dlfusion" in ran, {"dlfusion", "dp"} <= ran
+    any_cold = any(r.cold for r in rows)
     cols = (["model", "layers"] + [f"{s} µs" for s in lat] + [f"{s} speedup" for s in speed]
             + (["dlfusion/dp"] if both else [])
             + [c for s in cost for c in (f"{s} search s", f"{s} configs")]
+            + (["dp cold s", "dp cold sims"] if any_cold else [])
             + (["dlfusion plan ms"] if heuristic else []) + (["plan % of dp"] if both else []))
     out = ["| " + " | ".join(cols) + " |", "|---" + "|---:" * (len(cols) - 1) + "|"]
     for r in rows:
@@ -279,6 +300,9 @@ def model_table(rows: list[ModelRow], strategies: Sequence[str]) -> list[str]:
         cells += [fmt(r.ratio(), ".3f")] if both else []
         for s in cost:
             cells += [fmt(r.field(s, "search_s"), ".2f"), fmt(r.field(s, "configurations"), "d")]
+        if any_cold:
+            cells += [fmt(r.cold.get("seconds") if r.cold else None, ".0f"),
+                      fmt(r.cold.get("measurements") if r.cold else None, "d")]
         if heuristic:
             secs = r.field("dlfusion", "search_s")
             cells.append(fmt(None if secs is None else 1000 * secs, ".0f"))
@@ -321,7 +345,8 @@ def goals(rows: list[ModelRow], strategies: Sequence[str]) -> list[str]:
             + verdict(all(x <= WITHIN for x in ratios) if complete else None),
             f"- dlfusion within {100 * (WITHIN_GEOMEAN - 1):.0f}% of dp in geometric mean: "
             + verdict(g <= WITHIN_GEOMEAN if g is not None else None),
-            f"- dlfusion planning under {100 * PLANNING_SHARE:.0f}% of dp's search time on every model: "
+            f"- dlfusion planning under {100 * PLANNING_SHARE:.0f}% of dp's search time on every model "
+            f"(dp from an empty cache where known): "
             + verdict(all(x < PLANNING_SHARE for x in shares) if timed else None)
             + (f" (largest {100 * max(shares):.2f}%)" if timed else ""),
         ]
@@ -430,7 +455,7 @@ def assemble(args, command: str, commit: str) -> None:
             "not finished (exhaustive stops past its guard on whole models).", ""]
     try:
         for target in args.target_names:
-            rows = load_rows(args.out, target, args.model_list)
+            rows = load_rows(args.out, target, args.model_list, args.cold)
             figure = results.parent / "figures" / f"study-{target}.png"
             staged.write(figure, chart_png(target, rows))
             text += [f"## {target}", "", *model_table(rows, args.strategy_list), "",
