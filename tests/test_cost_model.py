@@ -58,3 +58,29 @@ def test_reference_kernel_latency_is_pinned(target, kernel):
         "tables are stale. Bump COST_MODEL_VERSION in dlfusion/tuning/cost_model.py, update "
         "PINNED here, and refresh the shipped tables (python -m dlfusion.tuning.tables.refresh)"
     )
+
+
+def test_records_of_another_cost_model_are_stale(tmp_path, capsys):
+    """A tuning record measured with another lowering or simulator is never
+    reused: dropped with a note, the cache rewritten without it; a record
+    from before the field existed counts as cost model cm1."""
+    import json
+
+    from dlfusion.tuning.cost_model import cost_model_digest
+    from dlfusion.tuning.measure import RECORD_VERSION, TuningLog
+
+    base = {"version": RECORD_VERSION, "target": "mlu100", "target_digest": "d", "cores": 1, "latency_us": 5.0}
+    path = tmp_path / "records.jsonl"
+    lines = [
+        dict(base, key="current", cost_model=cost_model_digest(), active=1),
+        dict(base, key="old", cost_model="cm0"),
+        dict(base, key="unversioned"),
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    log = TuningLog(path)
+    assert log.get("current") == 5.0 and log.active["current"] == 1
+    assert log.get("old") is None
+    assert log.get("unversioned") == (5.0 if cost_model_digest() == "cm1" else None)
+    assert "another cost model" in capsys.readouterr().err
+    kept = [json.loads(x)["key"] for x in path.read_text().splitlines()]
+    assert "old" not in kept and "current" in kept
