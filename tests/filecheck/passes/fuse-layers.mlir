@@ -118,4 +118,4 @@ func.func @main(%x: tensor<1x64x28x28xf32>) -> tensor<1x128x28x28xf32> attribute
 // CORRUPT: dropped 1 corrupted tuning record(s); rewriting the cache from the good ones
 // CORRUPT: nn.fusion_group "g0" cores
 // REBUILT-NOT: truncat
-// REBUILT: {"cores": 1, {{.*}}"layers": ["conv2d"]
+// REBUILT: "cores": 1, {{.*}}"layers": ["conv2d"]
