@@ -39,12 +39,21 @@ against a straightforward per-core reference):
   with every distinct weight (per pair the same float32 BLAS product as the
   per-core `conv2d`), pooling and depthwise convolutions take the distinct
   rows side by side as channels, element-wise work broadcasts over them.
+  A convolution's result keeps a row per (input, weights) pair, each core
+  pointing at its pair's (its bias, if any, added in place).
+* A DMA's per-core tables are decoded once per distinct tables in a run (a
+  network repeats its blocks: ResNet-50's 527 DMAs have 114 distinct
+  ones), with what the numbers ask about them (`_Moves`).
 * A load of each core's whole buffer from DRAM takes a view instead of a
-  copy (copied before the buffer or that DRAM tensor is written); buffers
-  are updated in place when they can be.
+  copy when the slices lie side by side along one axis (in any core
+  order), one copy when along two (`_grid`); the view is copied before the
+  buffer or that DRAM tensor is written. Buffers are updated in place when
+  they can be. A store of the same box of every core's buffer to boxes
+  side by side in DRAM is one assignment.
 * DRAM temporaries whose lifetimes (first to last kernel using them) do not
   overlap share memory, touched once instead of page by page; a temporary in
-  reused memory is zeroed only where it is read before being written.
+  reused memory is zeroed only where it is read before being written (the
+  rows stores wrote are noted as one box when their boxes lie side by side).
 * A kernel's instructions are dispatched directly, not through the xDSL
   interpreter's per-op machinery.
 """
@@ -58,7 +67,7 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import DictionaryAttr, Float32Type, FloatAttr, TensorType, i64
+from xdsl.dialects.builtin import DictionaryAttr, Float32Type, FloatAttr, IntegerType, TensorType, i64
 from xdsl.interpreter import (
     Interpreter,
     InterpreterFunctions,
@@ -123,32 +132,150 @@ def _box(offsets, sizes) -> tuple[slice, ...]:
 # per-core tables, decoded fast
 # --------------------------------------------------------------------------
 
-_STRUCTS: dict[str, struct.Struct] = {}
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _i64_row(raw: bytes) -> tuple[int, ...]:
+    st = _STRUCTS.get(len(raw))
+    if st is None:
+        st = _STRUCTS[len(raw)] = struct.Struct(f"<{len(raw) >> 3}q")
+    return st.unpack(raw)
+
+
+_SIGNLESS = i64.signedness.data
+_I64_ID = {id(i64)}
 _ELT_TYPE = attrgetter("elt_type")
 _BYTES = attrgetter("data.data")
 
 
+def _is_i64(t) -> bool:
+    """`t == i64`, fast (parsed IR holds other instances than the builtin)."""
+    return t is i64 or (type(t) is IntegerType and t.width.data == 64 and t.signedness.data is _SIGNLESS)
+
+
 def _table(attr) -> list[tuple[int, ...]]:
     """`accel.table_rows(attr)` (each row's values as a tuple), decoded from
-    the rows' bytes at once when they are i64 arrays of one length."""
+    the rows' bytes when they are i64 arrays: each distinct row once (equal
+    rows give the same tuple)."""
     rows = attr.data
-    raws = list(map(_BYTES, rows))
-    types = set(map(id, map(_ELT_TYPE, rows)))
-    if not rows or len(set(map(len, raws))) != 1 or (
-        (len(types) != 1 or rows[0].elt_type != i64) and any(r.elt_type != i64 for r in rows)
-    ):
+    if set(map(id, map(_ELT_TYPE, rows))) != _I64_ID and not all(_is_i64(r.elt_type) for r in rows):
         return [tuple(r.get_values()) for r in rows]
-    n = len(raws[0]) >> 3
-    blob = b"".join(raws)
-    fmt = f"<{len(blob) >> 3}q"
-    st = _STRUCTS.get(fmt)
-    if st is None:
-        st = _STRUCTS[fmt] = struct.Struct(fmt)
-    vals = st.unpack(blob)
-    if n == 4:
-        it = iter(vals)
-        return list(zip(it, it, it, it))
-    return [vals[i : i + n] for i in range(0, len(vals), n)] if n else [()] * len(rows)
+    raws = list(map(_BYTES, rows))
+    decoded = dict.fromkeys(raws)
+    for raw in decoded:
+        decoded[raw] = _i64_row(raw)
+    return [decoded[raw] for raw in raws]
+
+
+def _rows_key(attr) -> tuple[bytes, ...] | None:
+    """The bytes of a table's rows when they are all i64 arrays (equal keys:
+    equal tables), else None."""
+    rows = attr.data
+    types = set(map(id, map(_ELT_TYPE, rows)))
+    if types != _I64_ID and not all(_is_i64(r.elt_type) for r in rows):
+        return None
+    return tuple(map(_BYTES, rows))
+
+
+class _Moves:
+    """The moves of a DMA on a kernel's active cores: per core its
+    (src_offsets, sizes, dst_offsets) or None if it moves nothing; the bytes
+    per core of the kernel and, per active core, its multicast key (the time
+    account's). Decoded once per distinct tables in a run (a network repeats
+    its blocks), with what the numbers ask about them (`memo`)."""
+
+    __slots__ = ("per_core", "nbytes", "slices", "memo")
+
+    def __init__(self, so, sz, do, active: int, cores: int, element_bytes: int):
+        # per active core its entry of each table (a single entry is shared)
+        so, sz, do = (t * active if len(t) == 1 else t[:active] for t in (so, sz, do))
+        elems = dict.fromkeys(sz)
+        for size in elems:
+            elems[size] = math.prod(size)
+        per_core = list(zip(so, sz, do))
+        nbytes = [elems[size] * element_bytes for size in sz]
+        if not all(elems.values()):
+            per_core = [mv if n else None for mv, n in zip(per_core, nbytes)]
+        self.per_core: list = per_core
+        self.nbytes = tuple(nbytes + [0] * (cores - active))
+        self.slices = [None if mv is None else (mv[0], mv[1]) for mv in per_core]
+        self.memo: dict = {}
+
+    def load_plan(self, whole: tuple[int, ...]):
+        """For a buffer of shape `whole`, when every core's move fills it:
+        (per core the number of its distinct slice, the distinct moves, the
+        `_grid` of their sources or None), the numbers following the grid's
+        if there is one; else None."""
+        key = ("load", whole)
+        if key not in self.memo:
+            idx, distinct = _partition(self.per_core)
+            zeros = (0,) * len(whole)
+            plan = None
+            if all(mv is not None and mv[1] == whole and mv[2] == zeros for mv in distinct):
+                grid = _grid([mv[0] for mv in distinct], whole)
+                if grid is not None:
+                    pos = grid[3]
+                    idx = tuple([pos[r] for r in idx])
+                plan = (idx, distinct, grid)
+            self.memo[key] = plan
+        return self.memo[key]
+
+    def store_plan(self):
+        """When the moving cores all store the same box of their buffer to
+        distinct boxes lying side by side in DRAM: (those cores, the box's
+        offsets and size, the `_grid` of the destinations); else None."""
+        plan = self.memo.get("store", False)
+        if plan is False:
+            plan = None
+            cores = [c for c, mv in enumerate(self.per_core) if mv is not None]
+            if cores:
+                src, size, _ = self.per_core[cores[0]]
+                moves = [self.per_core[c] for c in cores]
+                if all(mv[0] == src and mv[1] == size for mv in moves):
+                    grid = _grid([mv[2] for mv in moves], size)
+                    if grid is not None:
+                        plan = (cores, src, size, grid)
+            self.memo["store"] = plan
+        return plan
+
+    def distinct(self) -> list:
+        """The distinct moves (None excluded)."""
+        moved = self.memo.get("distinct")
+        if moved is None:
+            moved = self.memo["distinct"] = [mv for mv in dict.fromkeys(self.per_core) if mv is not None]
+        return moved
+
+    def read_box(self) -> tuple[slice, ...] | None:
+        """The box around the source rows (all axes but the last) of every
+        move, or None if nothing moves."""
+        if "read_box" not in self.memo:
+            moved = self.distinct()
+            box = None
+            if moved:
+                lo = map(min, zip(*(mv[0][:-1] for mv in moved)))
+                hi = map(max, zip(*(tuple(map(sum, zip(mv[0][:-1], mv[1][:-1]))) for mv in moved)))
+                box = tuple(map(slice, lo, hi))
+            self.memo["read_box"] = box
+        return self.memo["read_box"]
+
+    def write_box(self) -> tuple[slice, ...] | None:
+        """The box of destination rows (all axes but the last) the moves
+        write, when they lie side by side filling it; else None."""
+        if "write_box" not in self.memo:
+            moved = self.distinct()
+            box = None
+            if moved:
+                size = moved[0][1]
+                if all(mv[1] == size for mv in moved):
+                    grid = _grid([mv[2] for mv in moved], size)
+                    if grid is not None:
+                        lo, axes, counts, _ = grid
+                        hi = list(map(sum, zip(lo, size)))
+                        for d, count in zip(axes, counts):
+                            hi[d] = lo[d] + count * size[d]
+                        box = tuple(map(slice, lo[:-1], hi[:-1]))
+            self.memo["write_box"] = box
+        return self.memo["write_box"]
 
 
 # --------------------------------------------------------------------------
@@ -309,13 +436,33 @@ class SpmdBuffer:
             rows = np.full((1, *self.shape), value, dtype=F32)
         self.set(rows, (0,) * self.active)
 
-    def load(self, dram: np.ndarray, moves: list) -> bool:
+    def load(self, dram: np.ndarray, mv: _Moves) -> bool:
         """buffer_c[dst_c] = dram[src_c] for every active core's move (None:
         none); True if the buffer is now a view of `dram`."""
         act = self.active
         if not act:
             return False
         whole = self.shape
+        moves = mv.per_core
+        plan = mv.load_plan(whole)
+        if plan is not None:
+            # every core's move fills its buffer: the distinct slices, as a
+            # view of DRAM when they lie side by side along one axis
+            idx, dmoves, grid = plan
+            if grid is not None:
+                view, _ = _grid_view(dram, grid, whole)
+                if len(grid[1]) <= 1:
+                    self.set(view, idx, view=True)
+                    return True
+                rows = np.empty((len(dmoves), *whole), dtype=F32)
+                rows.reshape(view.shape)[...] = view
+                self.set(rows, idx)
+                return False
+            rows = np.empty((len(dmoves), *whole), dtype=F32)
+            for r, m in enumerate(dmoves):
+                rows[r] = dram[_box(m[0], whole)]
+            self.set(rows, idx)
+            return False
         old = self.idx
         # a core's new contents: its move's slice if that fills the buffer,
         # else its old contents (row) with the move applied
@@ -324,17 +471,6 @@ class SpmdBuffer:
             for c, mv in enumerate(moves)
         ]
         idx, distinct = _partition(keys)
-        if all(k[0] == "all" for k in distinct):
-            srcs = [k[1] for k in distinct]
-            stacked = _stacked_slices(dram, srcs, whole)
-            if stacked is not None:
-                self.set(stacked, idx, view=True)
-                return True
-            rows = np.empty((len(srcs), *whole), dtype=F32)
-            for r, src in enumerate(srcs):
-                rows[r] = dram[_box(src, whole)]
-            self.set(rows, idx)
-            return False
         rows = self.owned_rows()
         in_place = (
             rows is not None
@@ -359,12 +495,28 @@ class SpmdBuffer:
         self.set(rows, idx)
         return False
 
-    def store(self, dram: np.ndarray, moves: list) -> None:
+    def store(self, dram: np.ndarray, mv: _Moves) -> None:
         """dram[dst_c] = buffer_c[src_c] for every active core, in core order."""
         if not self.active:
             return
         rows = self.get_rows()
-        writes = [(self.idx[c], mv) for c, mv in enumerate(moves) if mv is not None]
+        plan = mv.store_plan()
+        if plan is not None:
+            # one box of the moving cores' rows to distinct boxes side by
+            # side in DRAM (disjoint: the order does not matter): one
+            # assignment
+            cores, src, size, grid = plan
+            view, pos = _grid_view(dram, grid, size)
+            idx = self.idx
+            order = [0] * len(pos)
+            for c, p in zip(cores, pos):
+                order[p] = idx[c]
+            part = rows if size == self.shape and not any(src) else rows[(slice(None), *_box(src, size))]
+            if order != list(range(len(part))):
+                part = part[order]
+            view[...] = part.reshape(view.shape)
+            return
+        writes = [(r, m) for r, m in zip(self.idx, mv.per_core) if m is not None]
         # a write that a later identical one repeats is overwritten by it
         done: set = set()
         last_first = []
@@ -426,31 +578,60 @@ class SpmdBuffer:
                     bufs[c][(*pre, slice(lo, hi))] = parts[c2]
 
 
-def _stacked_slices(dram: np.ndarray, srcs: list[tuple[int, ...]], size: tuple[int, ...]) -> np.ndarray | None:
-    """The `(len(srcs), *size)` view of `dram` holding the slices at offsets
-    `srcs`, when they are consecutive along one axis (the i-th at o + i *
-    size there, the same offsets elsewhere); else None."""
-    src0 = srcs[0]
-    rank = len(size)
-    n = len(srcs)
+def _grid(offsets: list[tuple[int, ...]], size: tuple[int, ...]):
+    """When the distinct `offsets` are the corners of boxes of `size` that
+    tile a box side by side (along each axis where they differ, at
+    consecutive multiples of the size from the smallest): (the smallest
+    offsets, the axes they differ along, the number of boxes along each, per
+    offset the row-major number of its box); else None. Such boxes are
+    disjoint."""
+    n = len(offsets)
     if n == 1:
-        return dram[_box(src0, size)][None]
-    src1 = srcs[1]
-    diff = [d for d in range(rank) if src1[d] != src0[d]]
-    if len(diff) != 1:
+        return offsets[0], (), (), [0]
+    columns = list(zip(*offsets))
+    lo = tuple(map(min, columns))
+    axes, counts = [], []
+    pos = None
+    for d, column in enumerate(columns):
+        first, step = lo[d], size[d]
+        if max(column) == first:
+            continue
+        if not step:
+            return None
+        q = [v - first for v in column]
+        if any(v % step for v in q):
+            return None
+        q = [v // step for v in q]
+        count = max(q) + 1
+        axes.append(d)
+        counts.append(count)
+        pos = q if pos is None else [p * count + v for p, v in zip(pos, q)]
+    if pos is None or math.prod(counts) != n or len(set(pos)) != n:
         return None
-    axis = diff[0]
-    step = size[axis]
-    if src1[axis] - src0[axis] != step:
-        return None
-    for i, src in enumerate(srcs):
-        for d in range(rank):
-            if src[d] != (src0[d] + i * step if d == axis else src0[d]):
-                return None
-    box = list(_box(src0, size))
-    box[axis] = slice(src0[axis], src0[axis] + n * step)
-    split = dram[tuple(box)].reshape(*size[:axis], n, step, *size[axis + 1 :])
-    return np.moveaxis(split, axis, 0)
+    return lo, tuple(axes), tuple(counts), pos
+
+
+def _grid_view(arr: np.ndarray, grid, size: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
+    """The view of `arr` holding the boxes of a `_grid`: shape `(n, *size)`
+    for boxes along one axis (or one box), else `(*counts, *size)`; and per
+    offset the number of its box."""
+    lo, axes, counts, pos = grid
+    box = [slice(o, o + s) for o, s in zip(lo, size)]
+    if not axes:
+        return arr[tuple(box)][None], pos
+    shape: list[int] = []
+    front: list[int] = []
+    for d, s in enumerate(size):
+        if d in axes:
+            count = counts[len(front)]
+            box[d] = slice(lo[d], lo[d] + count * s)
+            front.append(len(shape))
+            shape.append(count)
+        shape.append(s)
+    # splitting an axis in two is always a view
+    split = arr[tuple(box)].reshape(shape)
+    rest = [d for d in range(len(shape)) if d not in front]
+    return split.transpose(front + rest), pos
 
 
 # --------------------------------------------------------------------------
@@ -601,6 +782,8 @@ class AccelFunctions(InterpreterFunctions):
     #: the current kernel's buffers that are views of DRAM
     _views: list[SpmdBuffer] = field(default_factory=list)
     _nn_ops: dict[Operation, Operation] = field(default_factory=dict)
+    #: the decoded moves of the DMAs, by their tables' bytes and the kernel's cores
+    _moves: dict[tuple, _Moves] = field(default_factory=dict)
     #: DRAM temporaries (sharing memory when their lifetimes do not overlap)
     _temps: _TempPlan = field(default_factory=_TempPlan)
     #: temporaries in reused memory, not zeroed yet, by id: the array and,
@@ -712,40 +895,32 @@ class AccelFunctions(InterpreterFunctions):
             args[0].fill(np.float32(op.value.value.data))
         return ()
 
-    def _dma(self, op: accel.DmaOp, label: str) -> list[tuple[tuple[int, ...], ...] | None]:
+    def _dma(self, op: accel.DmaOp, label: str) -> _Moves:
         """Record the DMA's bytes per core (for a load, with each core's
         source slice, so that cores reading the same slice multicast it);
-        return each active core's (src_offsets, sizes, dst_offsets) or None
-        if it moves nothing."""
+        return its moves (per active core its (src_offsets, sizes,
+        dst_offsets) or None if it moves nothing)."""
         kp = self._kernel
-        so, sz, do = (_table(t) for t in (op.src_offsets, op.sizes, op.dst_offsets))
-        eb = self.model.element_bytes
-        act = kp.active
-        nbytes = [0] * kp.cores
-        if len(so) == len(sz) == len(do) == 1:  # one entry for every core
-            move = (so[0], sz[0], do[0])
-            elems = math.prod(sz[0])
-            if elems:
-                nbytes[:act] = [elems * eb] * act
-            per_core = [move if elems else None] * act
-        else:
-            per_core = []
-            prods: dict[tuple[int, ...], int] = {}
-            for c in range(act):
-                size = sz[0 if len(sz) == 1 else c]
-                elems = prods.get(size)
-                if elems is None:
-                    elems = prods[size] = math.prod(size)
-                if elems:
-                    nbytes[c] = elems * eb
-                    per_core.append((so[0 if len(so) == 1 else c], size, do[0 if len(do) == 1 else c]))
-                else:
-                    per_core.append(None)
-        slices = None
-        if label == "load":  # the multicast key: (src_offsets, sizes)
-            slices = [None if mv is None else (mv[0], mv[1]) for mv in per_core]
-        kp.dma(label, tuple(nbytes), slices)
-        return per_core
+        mv = self._shared_moves(op)
+        if mv is None:
+            tables = (op.src_offsets, op.sizes, op.dst_offsets)
+            mv = _Moves(*map(_table, tables), kp.active, kp.cores, self.model.element_bytes)
+        kp.dma(label, mv.nbytes, mv.slices if label == "load" else None)
+        return mv
+
+    def _shared_moves(self, op: accel.DmaOp) -> _Moves | None:
+        """The moves of `op` in the current kernel, decoded once per distinct
+        tables; None unless its tables are i64 arrays."""
+        kp = self._kernel
+        tables = (op.src_offsets, op.sizes, op.dst_offsets)
+        keys = tuple(map(_rows_key, tables))
+        if None in keys:
+            return None
+        key = (keys, kp.active, kp.cores)
+        mv = self._moves.get(key)
+        if mv is None:
+            mv = self._moves[key] = _Moves(*map(_table, tables), kp.active, kp.cores, self.model.element_bytes)
+        return mv
 
     def _zero_unwritten(self, dram: np.ndarray) -> None:
         """Zero the rows of a temporary in reused memory that no store wrote."""
@@ -753,27 +928,34 @@ class AccelFunctions(InterpreterFunctions):
         if not written.all():
             arr[~written] = 0
 
-    def _read(self, dram: np.ndarray, moves) -> None:
-        """Before `moves` read `dram`: zeros where it was not written."""
+    def _read(self, dram: np.ndarray, mv: _Moves) -> None:
+        """Before `mv` reads `dram`: zeros where it was not written."""
         entry = self._unwritten.get(id(dram))
         if entry is not None:
             written = entry[1]
-            for mv in set(moves):
-                if mv is not None and not written[_box(mv[0][:-1], mv[1][:-1])].all():
+            box = mv.read_box()
+            # the box around every move's rows first: all written, nothing to do
+            if box is None or written[box].all():
+                return
+            for m in mv.distinct():
+                if not written[_box(m[0][:-1], m[1][:-1])].all():
                     self._zero_unwritten(dram)
                     return
 
-    def _write(self, dram: np.ndarray, moves) -> None:
-        """Before `moves` write `dram`: note the rows written whole."""
+    def _write(self, dram: np.ndarray, mv: _Moves) -> None:
+        """Before `mv` writes `dram`: note the rows written whole."""
         entry = self._unwritten.get(id(dram))
         if entry is not None:
             last = dram.shape[-1]
-            moved = set(moves)
-            moved.discard(None)
-            if any(mv[1][-1] != last for mv in moved):
+            moved = mv.distinct()
+            if any(m[1][-1] != last for m in moved):
                 self._zero_unwritten(dram)
                 return
             written = entry[1]
+            box = mv.write_box()
+            if box is not None:  # boxes side by side: the box around them
+                written[box] = True
+                return
             for _, size, dst in moved:
                 written[_box(dst[:-1], size[:-1])] = True
 
@@ -891,9 +1073,19 @@ class AccelFunctions(InterpreterFunctions):
                     y[r] = np.matmul(wg[iw], cols[ix]).reshape(co, p)
             pair_rows = list(range(len(pairs)))
         y = y.reshape(len(y), co, n, ho, wo).transpose(0, 2, 1, 3, 4)
+        # a row per pair (each some core's): the cores follow their pair,
+        # its bias added in place when the cores of a pair have the same
+        bias_of: dict[int, int] = {}
+        if B is None or all(bias_of.setdefault(q, k[2]) == k[2] for q, k in zip(pair_of, combos)):
+            if B is not None:
+                sel = [0] * len(y)
+                for q, r in enumerate(pair_rows):
+                    sel[r] = bias_of[q]
+                y += _pick(B, sel).reshape(-1, 1, co, 1, 1)
+            out.set(np.ascontiguousarray(y, dtype=F32), tuple([pair_rows[pair_of[q]] for q in idx]))
+            return
         y = _pick(y, [pair_rows[q] for q in pair_of])
-        if B is not None:
-            y = y + _pick(B, [k[2] for k in combos]).reshape(-1, 1, co, 1, 1)
+        y = y + _pick(B, [k[2] for k in combos]).reshape(-1, 1, co, 1, 1)
         out.set(np.ascontiguousarray(y, dtype=F32), idx)
 
     @impl(accel.MatMulOp)
