@@ -27,8 +27,10 @@ stores and loads of different cores of one kernel see each other in program
 order.
 
 How the numbers are computed fast (the results are those of the per-core
-semantics above, bit for bit: `tests/test_sim_numerics.py` checks them
-against a straightforward per-core reference):
+semantics above, bit for bit except that large convolutions' stacked
+products may round differently, within float32 rounding:
+`tests/test_sim_numerics.py` checks them against a straightforward per-core
+reference):
 
 * An `SpmdBuffer` holds the *distinct* contents of its active cores and,
   per core, which one is its own: a multicast-loaded input tile is one row
@@ -37,7 +39,9 @@ against a straightforward per-core reference):
   distinct combination of its inputs' rows, for all of them at once: a
   convolution is one im2col of every distinct input and one batched product
   with every distinct weight (per pair the same float32 BLAS product as the
-  per-core `conv2d`), pooling and depthwise convolutions take the distinct
+  per-core `conv2d`; when the products are large, the weights of all
+  cores as one matrix and, where it pays, the inputs' columns side by side:
+  `_stacked_conv`), pooling and depthwise convolutions take the distinct
   rows side by side as channels, element-wise work broadcasts over them.
   A convolution's result keeps a row per (input, weights) pair, each core
   pointing at its pair's (its bias, if any, added in place).
@@ -299,6 +303,46 @@ def _fit(y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if y.size == math.prod(shape):
         return np.ascontiguousarray(y, dtype=F32).reshape(shape)
     return _owned(y, shape)
+
+
+#: a convolution whose per-core product has at least this many
+#: multiply-adds is computed with the products of its cores stacked
+#: (`_stacked_conv`); smaller ones one product per (input, weights) pair,
+#: like the per-core `conv2d` (BLAS sums small products with other kernels
+#: than large ones, so stacking them would change their last bits the most,
+#: and there is little to gain)
+STACK_MACS = 1 << 20
+
+
+def _stacked_conv(X: np.ndarray, wa: np.ndarray, co: int, kernel, strides, dilations, out_hw) -> np.ndarray:
+    """The ungrouped convolutions of every distinct input `X[ix]` (`X` of
+    shape (dx, n, c, h, w)) with every distinct weights (`wa`: the dw cores'
+    (co, c, kh, kw) weights as one (dw * co, c * kh * kw) matrix), as an
+    array (dx * dw, n, co, oh, ow) whose row ix * dw + iw is pair (ix, iw)'s.
+
+    One product per distinct input with all weights at once, or one product
+    of all weights with the columns of all inputs side by side when reading
+    the weights once per input costs more than copying the inputs' columns
+    side by side (when they would be a view: an unstrided 1x1 convolution)
+    and reordering the result per pair. The values are the per-pair products'
+    within float32 rounding: each output is the same dot product, but BLAS
+    may block a larger product's sums differently."""
+    dx, n, c, h, wd = X.shape
+    oh, ow = out_hw
+    m, kk = wa.shape
+    dw, p = m // co, n * oh * ow
+    view_cols = kernel == (1, 1) and tuple(strides) == (1, 1) and n == 1
+    if dx > 1 and (dx - 1) * m * kk > dx * m * p + (dx * c * h * wd if view_cols else 0):
+        # the columns of the inputs as one batch: (kk, dx * p), ordered (ix, n, oh, ow)
+        cols = K.im2col(X.reshape(dx * n, c, h, wd), kernel, strides, dilations)[0]
+        y = np.matmul(wa, cols)
+        out = np.empty((dx, dw, n, co, oh, ow), dtype=F32)
+        out[...] = y.reshape(dw, co, dx, n, oh, ow).transpose(2, 0, 3, 1, 4, 5)
+        return out.reshape(dx * dw, n, co, oh, ow)
+    # the inputs' columns side by side as groups: (dx, kk, p), then per input one product
+    cols = K.im2col(X.transpose(1, 0, 2, 3, 4).reshape(n, dx * c, h, wd), kernel, strides, dilations, dx)
+    y = np.matmul(wa, cols).reshape(dx * dw, co, n, oh, ow)
+    return y.transpose(0, 2, 1, 3, 4) if n == 1 else np.ascontiguousarray(y.transpose(0, 2, 1, 3, 4))
 
 
 def _partition(keys) -> tuple[tuple[int, ...], list]:
@@ -1047,23 +1091,32 @@ class AccelFunctions(InterpreterFunctions):
             ys = y.reshape(n, nc, co, ho, wo).transpose(1, 0, 2, 3, 4)
             out.set(ys if n == 1 else np.ascontiguousarray(ys), idx)
             return
+        dx, dw = len(X), len(W)
+        kh, kw = w.shape[2:]
+        kk, p = ci_g * kh * kw, n * ho * wo
+        pair_of, pairs = _partition((k[0], k[1]) for k in combos)
+        if len(pairs) == dx * dw:
+            pair_rows = [ix * dw + iw for ix, iw in pairs]
+        if g == 1 and len(pairs) == dx * dw and co * kk * p >= STACK_MACS:
+            # every input with every weight, large products: the weights
+            # of all cores as one matrix, and the distinct inputs' columns
+            # side by side too when that saves more than it copies
+            y = _stacked_conv(X, W.reshape(dw * co, kk), co, (kh, kw), strides, dilations, (ho, wo))
+            self._conv_bias(out, y, idx, combos, pair_of, pair_rows, B)
+            return
         # the columns of every distinct input once (one im2col of the rows
         # side by side as groups), then conv2d's product per (input,
         # weights) pair: per pair the same BLAS product as conv2d's
-        dx, dw = len(X), len(W)
         xm = X.transpose(1, 0, 2, 3, 4).reshape(n, dx * c, h, wd)
-        cols = K.im2col(xm, w.shape[2:], strides, dilations, dx * g)
-        kk, p = cols.shape[1], cols.shape[2]
+        cols = K.im2col(xm, (kh, kw), strides, dilations, dx * g)
         cols = cols.reshape(dx, g, kk, p)
         wg = W.reshape(dw, g, co // g, kk)
-        pair_of, pairs = _partition((k[0], k[1]) for k in combos)
         if len(pairs) == dx * dw:  # every input with every weight: one broadcast product
             if g == 1:
                 y = np.matmul(wg[None, :, 0], cols[:, None, 0])
             else:
                 y = np.matmul(wg[None], cols[:, None])
             y = y.reshape(dx * dw, co, p)
-            pair_rows = [ix * dw + iw for ix, iw in pairs]
         else:
             y = np.empty((len(pairs), co, p), dtype=F32)
             for r, (ix, iw) in enumerate(pairs):
@@ -1073,6 +1126,14 @@ class AccelFunctions(InterpreterFunctions):
                     y[r] = np.matmul(wg[iw], cols[ix]).reshape(co, p)
             pair_rows = list(range(len(pairs)))
         y = y.reshape(len(y), co, n, ho, wo).transpose(0, 2, 1, 3, 4)
+        self._conv_bias(out, y, idx, combos, pair_of, pair_rows, B)
+
+    @staticmethod
+    def _conv_bias(out, y, idx, combos, pair_of, pair_rows, B) -> None:
+        """`out` from the (n, co, ho, wo) results of the (input, weights)
+        pairs of the combinations (`y[pair_rows[pair_of[k]]]` is
+        combination k's) and the combinations' bias rows `B`."""
+        co = y.shape[2]
         # a row per pair (each some core's): the cores follow their pair,
         # its bias added in place when the cores of a pair have the same
         bias_of: dict[int, int] = {}
