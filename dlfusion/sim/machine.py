@@ -51,6 +51,7 @@ re-divided at each one.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -213,6 +214,23 @@ def multicast_leaders(bytes_per_core, slices, active: int) -> tuple[int, ...] | 
     return tuple(leaders) if shared else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _multicast_sets(moved: tuple[int, ...], group: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """For a load moving `moved[c]` bytes on active core `c` with multicast
+    leaders `group`: the bytes read from DRAM (a shared slice once) and the
+    multicast sets of two or more cores, {leader: size}. Cached (the same
+    shapes recur); the dict returned is shared: do not modify it."""
+    sizes: dict[int, int] = {}
+    total = 0
+    for c, nbytes in enumerate(moved):
+        if nbytes:
+            lead = group[c]
+            sizes[lead] = sizes.get(lead, 0) + 1
+            if lead == c:
+                total += nbytes
+    return total, {lead: size for lead, size in sizes.items() if size > 1}
+
+
 class Event(NamedTuple):
     """One entry of a core's timeline; times in ns."""
 
@@ -277,9 +295,11 @@ class KernelProgram:
 
 class _Shared:
     """A bandwidth shared equally by the transfers in flight (processor
-    sharing), with virtual time `S` = bytes received by each transfer."""
+    sharing), with virtual time `S` = bytes received by each transfer.
+    `next` is the time the first of them completes (inf: none in flight),
+    updated by `join` and `pop`."""
 
-    __slots__ = ("bw", "S", "t", "m", "heap")
+    __slots__ = ("bw", "S", "t", "m", "heap", "next")
 
     def __init__(self, bytes_per_ns: float):
         self.bw = bytes_per_ns
@@ -287,31 +307,31 @@ class _Shared:
         self.t = 0.0
         self.m = 0
         self.heap: list[tuple[float, int, int]] = []
-
-    def _advance(self, now: float) -> None:
-        if self.m:
-            self.S += (now - self.t) * self.bw / self.m
-        self.t = now
+        self.next = _INF
 
     def join(self, now: float, nbytes: int, seq: int, core: int) -> None:
-        self._advance(now)
-        heapq.heappush(self.heap, (self.S + nbytes, seq, core))
-        self.m += 1
-
-    def next_time(self) -> float:
-        if not self.heap:
-            return _INF
-        return self.t + (self.heap[0][0] - self.S) * self.m / self.bw
+        m = self.m
+        if m:  # advance the virtual clock to `now`
+            self.S += (now - self.t) * self.bw / m
+        self.t = now
+        heap = self.heap
+        heapq.heappush(heap, (self.S + nbytes, seq, core))
+        self.m = m = m + 1
+        self.next = now + (heap[0][0] - self.S) * m / self.bw
 
     def pop(self, now: float) -> int:
-        tag, _, core = heapq.heappop(self.heap)
-        self.m -= 1
+        """The core (or multicast transfer) completing at `now` = `next`."""
+        heap = self.heap
+        tag, _, core = heapq.heappop(heap)
+        self.m = m = self.m - 1
         self.t = now
-        if self.m:
+        if m:
             self.S = tag
+            self.next = now + (heap[0][0] - tag) * m / self.bw
         else:  # idle: restart the virtual clock (keeps the tags small)
             self.S = 0.0
-            self.heap.clear()
+            heap.clear()
+            self.next = _INF
         return core
 
 
@@ -366,45 +386,35 @@ class Machine:
         done = [False] * n
 
         # DRAM byte counters (whole kernel, over the active cores; a multicast
-        # slice once) and the multicast sets: instruction index -> {leader: size}
+        # slice once), the executed instructions and the multicast sets:
+        # instruction index -> {leader: size}
         mc_sets: dict[int, dict[int, int]] = {}
+        executed = 0
         for idx, ins in enumerate(full):
-            if ins.code == DMA:
-                group = ins.group
-                if group is None:
-                    total = sum(ins.payload[:active])
+            code = ins.code
+            if code == DMA:
+                moved = ins.payload[:active]
+                executed += active - moved.count(0)  # not issued where 0
+                if ins.group is None:
+                    total = sum(moved)
                 else:
-                    sizes: dict[int, int] = {}
-                    total = 0
-                    for c in range(active):
-                        nbytes = ins.payload[c]
-                        if nbytes:
-                            lead = group[c]
-                            sizes[lead] = sizes.get(lead, 0) + 1
-                            if lead == c:
-                                total += nbytes
-                    sets = {lead: size for lead, size in sizes.items() if size > 1}
+                    total, sets = _multicast_sets(tuple(moved), tuple(ins.group[:active]))
                     if sets:
                         mc_sets[idx] = sets
                         stats.multicast_transfers += len(sets)
                         stats.multicast_bytes_saved += sum(
-                            (size - 1) * ins.payload[lead] for lead, size in sets.items()
+                            (size - 1) * moved[lead] for lead, size in sets.items()
                         )
                 if ins.label == "store":
                     stats.dram_bytes_written += total
                 else:
                     stats.dram_bytes_read += total
-            elif ins.code == EXCHANGE:
-                stats.interconnect_bytes += sum(ins.payload)
-        executed = 0
-        for c in range(n):
-            s = streams[c]
-            if c < active:
-                for ins in s:
-                    if ins.code != DMA or ins.payload[c]:
-                        executed += 1
-            else:
-                executed += len(s)
+            elif code == COMPUTE:
+                executed += active
+            else:  # collectives: on every core
+                executed += n
+                if code == EXCHANGE:
+                    stats.interconnect_bytes += sum(ins.payload)
         stats.instructions = executed
 
         dram = _Shared(m.dram_bytes_per_ns)
@@ -413,6 +423,7 @@ class Machine:
         # multicast transfer (for DRAM joins)
         queue: list[tuple[float, int, int, int, int]] = []
         seq = 0
+        push, pop = heapq.heappush, heapq.heappop
 
         # multicast state: cores waiting at a set, keyed by (instruction, leader);
         # started transfers: their cores, start time and label
@@ -436,9 +447,9 @@ class Machine:
                 seq += 1
                 if nbytes:
                     issue[c] = r
-                    heapq.heappush(queue, (r + ic_lat, seq, _JOIN_IC, c, nbytes))
+                    push(queue, (r + ic_lat, seq, _JOIN_IC, c, nbytes))
                 else:
-                    heapq.heappush(queue, (r, seq, _RESUME, c, 0))
+                    push(queue, (r, seq, _RESUME, c, 0))
             arrived.clear()
             pending_exchange = None
 
@@ -449,7 +460,8 @@ class Machine:
             s = streams[c]
             i = pc[c]
             b = busy[c]
-            while i < len(s):
+            end_i = len(s)
+            while i < end_i:
                 code, label, unit, payload, group = s[i]
                 i += 1
                 if code == COMPUTE:
@@ -482,12 +494,12 @@ class Machine:
                                 mc_start.append(t0)
                                 mc_label.append(f"{label}.multicast")
                                 seq += 1
-                                heapq.heappush(queue, (t0 + dma_lat, seq, _JOIN_DRAM, n + len(mc_cores) - 1, nbytes))
+                                push(queue, (t0 + dma_lat, seq, _JOIN_DRAM, n + len(mc_cores) - 1, nbytes))
                             return
                     issue[c] = t
                     label_of[c] = label
                     seq += 1
-                    heapq.heappush(queue, (t + dma_lat, seq, _JOIN_DRAM, c, nbytes))
+                    push(queue, (t + dma_lat, seq, _JOIN_DRAM, c, nbytes))
                     return
                 else:  # BARRIER or EXCHANGE
                     pc[c] = i
@@ -502,12 +514,16 @@ class Machine:
             done[c] = True
 
         for c in range(n):
-            run_core(c, start + c * dispatch)
+            if streams[c]:
+                run_core(c, start + c * dispatch)
+            else:  # an idle core of a kernel without collectives
+                finish[c] = start + c * dispatch
+                done[c] = True
 
         while True:
             t_q = queue[0][0] if queue else _INF
-            t_d = dram.next_time()
-            t_i = ic.next_time()
+            t_d = dram.next
+            t_i = ic.next
             if t_d <= t_q and t_d <= t_i:
                 if t_d == _INF:
                     break
@@ -533,7 +549,7 @@ class Machine:
                     events.append(Event(c, k, "exchange", "interconnect", issue[c], t_i))
                 run_core(c, t_i)
             else:
-                t, _, kind, c, nbytes = heapq.heappop(queue)
+                t, _, kind, c, nbytes = pop(queue)
                 seq += 1
                 if kind == _JOIN_DRAM:
                     dram.join(t, nbytes, seq, c)
