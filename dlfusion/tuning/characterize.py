@@ -84,6 +84,8 @@ CLASSES: dict[str, tuple[str, int, int, str]] = {
     "gap": ("pool", 0, 1, "GlobalAveragePool"),
     "relu": ("eltwise", 1, 1, "Relu"),
     "add": ("eltwise", 1, 1, "Add"),
+    "bn": ("norm", 1, 1, "BatchNormalization"),  # a batch norm no convolution absorbs
+    "concat": ("data", 1, 1, "Concat"),  # cin channels + (cout - cin) from outside
 }
 
 
@@ -196,6 +198,8 @@ def _vector_specs(cls: str, chans: Sequence[int], sides: Sequence[int]) -> list[
             elif cls.startswith("dw"):
                 if ho >= 2:
                     out.append(LayerSpec(cls, c, c, ho * s))
+            elif cls == "concat":
+                out.append(LayerSpec(cls, c // 2, c, ho))  # two halves
             else:
                 out.append(LayerSpec(cls, c, c, ho))
     return out
@@ -241,7 +245,7 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
     that do not); two patterns join layers with different best core numbers
     (a wide layer and a narrow one); and the blocks deep CNNs repeat, at
     depths 6..8 (inverted residual, bottleneck, two separable convolutions,
-    a VGG block)."""
+    a VGG block, a DenseNet dense layer)."""
     def S(cls, c, h, cout=None):
         return LayerSpec(cls, c, c if cout is None else cout, h)
 
@@ -279,6 +283,11 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
             out.append(ChainSpec("separable", (  # MobileNet-v1's, twice
                 S("dw3x3s1", c, h), S("relu", c, h), S("conv1x1s1", c, h), S("relu", c, h),
                 S("dw3x3s1", c, h), S("relu", c, h), S("conv1x1s1", c, h), S("relu", c, h))))
+        for c, h in [(2 * L, 56), (4 * L, 28), (8 * L, 14), (16 * L, 7)]:
+            g = L  # DenseNet's dense layer, growth one lane group: its batch norms stay layers
+            out.append(ChainSpec("dense-layer", (
+                S("bn", c, h), S("relu", c, h), S("conv1x1s1", c, h, 4 * g), S("bn", 4 * g, h),
+                S("relu", 4 * g, h), S("conv3x3s1", 4 * g, h, g), S("concat", g, h, c + g))))
         for c, h in [(2 * L, 224), (4 * L, 112), (8 * L, 56), (16 * L, 28), (16 * L, 14)]:
             out.append(ChainSpec("plain-block", (  # VGG's: large maps and weights, spilled
                 S("conv3x3s1", c, h), S("relu", c, h), S("conv3x3s1", c, h), S("relu", c, h),
@@ -344,6 +353,15 @@ def _onnx_model(layers: Sequence[LayerSpec]):
             other = f"r{i}"
             inputs.append(helper.make_tensor_value_info(other, TensorProto.FLOAT, shape))
             nodes.append(helper.make_node("Add", [cur, other], [out]))
+        elif op == "BatchNormalization":
+            params = [weight(f"{n}{i}", [c]) for n in ("s", "b", "m", "v")]
+            nodes.append(helper.make_node("BatchNormalization", [cur, *params], [out]))
+        elif op == "Concat":
+            other = f"r{i}"
+            extra = [shape[0], spec.cout - c, *shape[2:]]
+            inputs.append(helper.make_tensor_value_info(other, TensorProto.FLOAT, extra))
+            nodes.append(helper.make_node("Concat", [cur, other], [out], axis=1))
+            shape = [shape[0], spec.cout, *shape[2:]]
         else:  # pragma: no cover - CLASSES is closed
             raise ValueError(op)
         cur = out

@@ -71,6 +71,7 @@ class LayerInfo:
     kernel: float = 1.0
     stride: float = 1.0
     inputs: int = 1
+    op: str = ""  # the nn operation, when known
 
     @staticmethod
     def of(ch: dict, element_bytes: int) -> LayerInfo:
@@ -96,10 +97,13 @@ class LayerInfo:
 
 def on_chip_capable(info: LayerInfo) -> bool:
     """Whether `lower-to-accel` can keep the layer in a fused group on chip
-    (convolutions, matrix products, pooling, element-wise, views); the
-    others (concatenation, normalization, ...) make the group spill."""
+    (convolutions, matrix products, pooling, element-wise, batch norm,
+    views); the others (concatenation, LRN, softmax, ...) make the group
+    spill."""
     if info.kind == "data":
         return info.ops == 0
+    if info.kind == "norm":
+        return info.op in ("", "nn.batch_norm")
     return info.kind in ("conv", "depthwise", "gemm", "matmul", "pool", "eltwise")
 
 
@@ -122,7 +126,9 @@ def layer_infos(graph: LayerGraph, element_bytes: int) -> list[LayerInfo]:
                 ch[a] = v.data if hasattr(v, "data") and isinstance(v.data, str) else v.value.data
         else:
             ch = characteristics(op, element_bytes)
-        out.append(LayerInfo.of(ch, element_bytes))
+        info = LayerInfo.of(ch, element_bytes)
+        info.op = op.name
+        out.append(info)
     return out
 
 
@@ -157,6 +163,10 @@ def table_class(info: LayerInfo, classes: Sequence[str]) -> str | None:
         return pick(["maxpool3x3s2", "relu"])
     if k == "data" and info.ops == 0:
         return None  # a view (reshape, flatten): no kernel
+    if k == "data":
+        return pick(["concat", "relu", "add"])  # data movement: copies
+    if k == "norm":
+        return pick(["bn", "relu"])
     if k == "eltwise" and info.inputs >= 2:
         return pick(["add", "relu"])
     return pick(["relu", "add"])
@@ -729,7 +739,8 @@ class Characterization:
                          int(r["ifm_bytes"]), int(r["ofm_bytes"]), int(r["weight_bytes"]))
         info.kernel = float(r["kernel"]) or 1.0
         info.stride = float(r["stride"])
-        info.inputs = 2 if r["class"] == "add" else 1
+        info.inputs = 2 if r["class"] in ("add", "concat") else 1
+        info.op = {"bn": "nn.batch_norm", "concat": "nn.concat"}.get(r["class"], "")
         return info
 
 
