@@ -1,30 +1,35 @@
 """The joint fusion / core-number heuristic (`strategy=dlfusion`).
 
 It plans from two things only: each layer's characteristics (the
-`annotate-layers` figures: kind, operation count, channel sizes, bytes) and
-the target's characterization table (`dlfusion.tuning.characterize`), plus
-the capacities and lane counts of the target file. It never measures: no
-simulator call at plan time. The rule (docs/heuristic.md has the equations
-and why each step follows from the characterization):
+`annotate-layers` figures: kind, operation count, channel sizes, bytes) with
+the graph's edges, and the target's characterization table
+(`dlfusion.tuning.characterize`), plus the capacities and lane counts of the
+target file. It never measures: no simulator call at plan time. The rule
+(docs/heuristic.md has the equations and why each step follows from the
+characterization):
 
-1. **A layer's latency curve** `T_i(n)` over core numbers `n` is read from the
-   table: the synthesized layers of its class (convolution by kernel size and
-   stride, depthwise, fully-connected, pooling, global pooling, unary or
-   binary element-wise) form a grid over operation count x channel size; the
-   curve is interpolated log-log along the operation count (taken as the MAC
-   array spends it: input channels padded to whole lanes) and along the
-   channel size, at the same core number.
-2. **The gain of fusing** a group `G` on `n` cores is a linear function of
-   the group's merges, core number, on-chip working set (against the NRAM
-   of the target) and intermediate bytes, with coefficients fitted, per
-   target, to the table's fused-versus-unfused chains (least squares, in
-   relative terms). The predicted latency of the group is
-   `F(G, n) = sum_i T_i(n) - gain(G, n)`.
-3. **Groups and core numbers** minimize the predicted latency: the layers are
-   taken in topological order (contiguous runs of it are convex) and split
-   into runs by dynamic programming over `F`, each run on its predicted best
-   core number. No measurement: 0.1-2.6 s of array arithmetic per zoo
-   model in Python, against minutes for `dp`.
+1. **Launch and dispatch** from the table's lower envelope (the fastest
+   record per core number): its slope at the most cores is the per-core
+   dispatch, its intercept the launch.
+2. **A layer's latency and work** per core number, interpolated from the
+   table: the records of its class form lines over (input channels, output
+   channels), points along the spatial work `ops / (cin x cout)`; the work is
+   the busiest core's time past its dispatch (latency - launch - (busy - 1)
+   x dispatch, with the busy cores each record measured).
+3. **A group's latency** follows the kernel's time line: one launch; the
+   stretch up to the first synchronization overlaps the cores' dispatch;
+   then every layer's work adds up. A group kept on chip (every layer one
+   the lowering fuses on chip, the working set counted buffer by buffer
+   within NRAM and WRAM) splits channels only and synchronizes at
+   exchanges; a spilled one keeps each layer's own split and synchronizes
+   at barriers. The mechanics the time line does not count (DRAM round
+   trips saved, barriers, exchanged bytes, on-chip copies, memory sharing
+   of spilled groups) are linear terms fitted per target to the table's
+   chains, with the signs the mechanics fix.
+4. **Groups and core numbers** minimize the predicted latency over the same
+   groupings as `dp` (ideals of the graph, or program-order segments past
+   `dp-max-groups` candidates), with the model as the cost oracle; each
+   group on its predicted best core number.
 
 `fusion-only` is the same groups on one core each.
 """
@@ -32,7 +37,6 @@ and why each step follows from the characterization):
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
