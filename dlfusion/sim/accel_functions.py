@@ -47,7 +47,8 @@ reference):
   pointing at its pair's (its bias, if any, added in place).
 * A DMA's per-core tables are decoded once per distinct tables in a run (a
   network repeats its blocks: ResNet-50's 527 DMAs have 114 distinct
-  ones), with what the numbers ask about them (`_Moves`).
+  ones), with what the numbers ask about them (`_Moves`), and kept per
+  op across runs while the op's tables are the same (`_OP_MOVES`).
 * A load of each core's whole buffer from DRAM takes a view instead of a
   copy when the slices lie side by side along one axis (in any core
   order), one copy when along two (`_grid`); the view is copied before the
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import math
 import struct
+import weakref
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -208,8 +210,8 @@ class _Moves:
     def load_plan(self, whole: tuple[int, ...]):
         """For a buffer of shape `whole`, when every core's move fills it:
         (per core the number of its distinct slice, the distinct moves, the
-        `_grid` of their sources or None), the numbers following the grid's
-        if there is one; else None."""
+        `_grid` of their sources or None, its `_grid_recipe`), the numbers
+        following the grid's if there is one; else None."""
         key = ("load", whole)
         if key not in self.memo:
             idx, distinct = _partition(self.per_core)
@@ -220,14 +222,16 @@ class _Moves:
                 if grid is not None:
                     pos = grid[3]
                     idx = tuple([pos[r] for r in idx])
-                plan = (idx, distinct, grid)
+                plan = (idx, distinct, grid, None if grid is None else _grid_recipe(grid, whole))
             self.memo[key] = plan
         return self.memo[key]
 
     def store_plan(self):
         """When the moving cores all store the same box of their buffer to
         distinct boxes lying side by side in DRAM: (those cores, the box's
-        offsets and size, the `_grid` of the destinations); else None."""
+        offsets and size, the `_grid` of the destinations, its
+        `_grid_recipe`, the moving cores in the order of their boxes in
+        the grid's view); else None."""
         plan = self.memo.get("store", False)
         if plan is False:
             plan = None
@@ -238,7 +242,10 @@ class _Moves:
                 if all(mv[0] == src and mv[1] == size for mv in moves):
                     grid = _grid([mv[2] for mv in moves], size)
                     if grid is not None:
-                        plan = (cores, src, size, grid)
+                        by_pos = [0] * len(grid[3])
+                        for c, q in zip(cores, grid[3]):
+                            by_pos[q] = c
+                        plan = (cores, src, size, grid, _grid_recipe(grid, size), by_pos)
             self.memo["store"] = plan
         return plan
 
@@ -492,9 +499,9 @@ class SpmdBuffer:
         if plan is not None:
             # every core's move fills its buffer: the distinct slices, as a
             # view of DRAM when they lie side by side along one axis
-            idx, dmoves, grid = plan
+            idx, dmoves, grid, recipe = plan
             if grid is not None:
-                view, _ = _grid_view(dram, grid, whole)
+                view = _recipe_view(dram, recipe)
                 if len(grid[1]) <= 1:
                     self.set(view, idx, view=True)
                     return True
@@ -549,12 +556,10 @@ class SpmdBuffer:
             # one box of the moving cores' rows to distinct boxes side by
             # side in DRAM (disjoint: the order does not matter): one
             # assignment
-            cores, src, size, grid = plan
-            view, pos = _grid_view(dram, grid, size)
+            cores, src, size, grid, recipe, by_pos = plan
+            view = _recipe_view(dram, recipe)
             idx = self.idx
-            order = [0] * len(pos)
-            for c, p in zip(cores, pos):
-                order[p] = idx[c]
+            order = [idx[c] for c in by_pos]
             part = rows if size == self.shape and not any(src) else rows[(slice(None), *_box(src, size))]
             if order != list(range(len(part))):
                 part = part[order]
@@ -659,10 +664,25 @@ def _grid_view(arr: np.ndarray, grid, size: tuple[int, ...]) -> tuple[np.ndarray
     """The view of `arr` holding the boxes of a `_grid`: shape `(n, *size)`
     for boxes along one axis (or one box), else `(*counts, *size)`; and per
     offset the number of its box."""
+    return _recipe_view(arr, _grid_recipe(grid, size)), grid[3]
+
+
+def _recipe_view(arr: np.ndarray, recipe) -> np.ndarray:
+    """`_grid_view`'s view of `arr` from the `_grid_recipe`."""
+    box, shape, perm = recipe
+    if shape is None:
+        return arr[box][None]
+    return arr[box].reshape(shape).transpose(perm)
+
+
+def _grid_recipe(grid, size: tuple[int, ...]):
+    """How `_grid_view` takes its view (computed once per grid): the box
+    around the boxes, and the shape and axis order splitting it (None for
+    one box)."""
     lo, axes, counts, pos = grid
     box = [slice(o, o + s) for o, s in zip(lo, size)]
     if not axes:
-        return arr[tuple(box)][None], pos
+        return tuple(box), None, None
     shape: list[int] = []
     front: list[int] = []
     for d, s in enumerate(size):
@@ -673,9 +693,8 @@ def _grid_view(arr: np.ndarray, grid, size: tuple[int, ...]) -> tuple[np.ndarray
             shape.append(count)
         shape.append(s)
     # splitting an axis in two is always a view
-    split = arr[tuple(box)].reshape(shape)
     rest = [d for d in range(len(shape)) if d not in front]
-    return split.transpose(front + rest), pos
+    return tuple(box), tuple(shape), tuple(front + rest)
 
 
 # --------------------------------------------------------------------------
@@ -807,6 +826,13 @@ def _plan_temps(program: accel.ProgramOp) -> _TempPlan:
             if last[t] != math.inf:
                 plan.end.setdefault(kernels[int(last[t])], []).append(arr)
     return plan
+
+
+#: per DMA op, the `_Moves` decoded for it: (its src_offsets, sizes and
+#: dst_offsets attributes, (active, cores, element bytes), the moves); valid
+#: while the op holds the same attributes (attributes are immutable), so
+#: runs of the same program decode its tables once
+_OP_MOVES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @register_impls
@@ -945,10 +971,18 @@ class AccelFunctions(InterpreterFunctions):
         return its moves (per active core its (src_offsets, sizes,
         dst_offsets) or None if it moves nothing)."""
         kp = self._kernel
-        mv = self._shared_moves(op)
-        if mv is None:
-            tables = (op.src_offsets, op.sizes, op.dst_offsets)
-            mv = _Moves(*map(_table, tables), kp.active, kp.cores, self.model.element_bytes)
+        # the moves decoded for this op in an earlier run (or instruction),
+        # while its tables and the kernel's cores are the same
+        src, sizes, dst = op.src_offsets, op.sizes, op.dst_offsets
+        shape = (kp.active, kp.cores, self.model.element_bytes)
+        hit = _OP_MOVES.get(op)
+        if hit is not None and hit[0] is src and hit[1] is sizes and hit[2] is dst and hit[3] == shape:
+            mv = hit[4]
+        else:
+            mv = self._shared_moves(op)
+            if mv is None:
+                mv = _Moves(*map(_table, (src, sizes, dst)), *shape)
+            _OP_MOVES[op] = (src, sizes, dst, shape, mv)
         kp.dma(label, mv.nbytes, mv.slices if label == "load" else None)
         return mv
 
