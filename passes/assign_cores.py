@@ -116,6 +116,7 @@ class AssignCoresPass(ModulePass):
             costs = measurer.costs(configs)
         finally:
             release(made)
+            measurer.close()
         k = len(choices)
         out = []
         for i in range(len(groups)):

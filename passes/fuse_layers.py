@@ -88,6 +88,14 @@ class FuseLayersPass(ModulePass):
         return opts
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        measurers: list = []
+        try:
+            self._apply(op, measurers)
+        finally:
+            for m in measurers:  # their worker processes end with the pass
+                m.close()
+
+    def _apply(self, op: ModuleOp, measurers: list) -> None:
         from dlfusion.grouping import Group, LayerGraph, apply_groups
         from dlfusion.targets import load_target
         from dlfusion.tuning.plan import Plan
@@ -106,6 +114,7 @@ class FuseLayersPass(ModulePass):
 
             run = get_strategy(self.strategy)
             measurer = Measurer.create(target, cache=self.cache or None, jobs=self.jobs)
+            measurers.append(measurer)
             sctx = StrategyContext(target, measurer, self.options())
             sctx.core_choices()  # a bad core-choices option fails before any search
             groups = run(graph, sctx)
@@ -122,7 +131,7 @@ class FuseLayersPass(ModulePass):
             if not self.set_cores:
                 latency = None  # the core numbers are left to assign-cores
             elif latency is None:
-                latency = plan_latency(graph, groups, target, measurer, self.cache, self.jobs)
+                latency = plan_latency(graph, groups, target, measurer, self.cache, self.jobs, measurers)
             plan_out = Plan.for_graph(
                 graph, [Group(g.layers, g.cores) for g in groups], target.name, strategy,
                 latency_us=latency, stats={k: v for k, v in stats.items() if _jsonable(v)},
@@ -222,12 +231,15 @@ def run_order(graph, groups, source: str) -> list:
     return out
 
 
-def plan_latency(graph, groups, target, measurer, cache: str, jobs: int) -> float:
-    """The plan's latency: the sum of its groups' measured costs."""
+def plan_latency(graph, groups, target, measurer, cache: str, jobs: int, made: list | None = None) -> float:
+    """The plan's latency: the sum of its groups' measured costs (a measurer
+    made here is appended to `made`, for the caller to close)."""
     if measurer is None:
         from dlfusion.tuning.measure import Measurer
 
         measurer = Measurer.create(target, cache=cache or None, jobs=jobs)
+        if made is not None:
+            made.append(measurer)
     configs = [([graph.layers[i] for i in sorted(graph.ids(g.layers))], g.cores or 1) for g in groups]
     return float(sum(measurer.costs(configs)))
 
