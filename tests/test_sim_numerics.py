@@ -39,7 +39,7 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.interpreter import Interpreter
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Block
 
 from dlfusion.context import make_context
 from dlfusion.dialects import accel, nn
@@ -48,16 +48,12 @@ from dlfusion.dialects.weights import weight_store
 from dlfusion.interpreter import kernels as K
 from dlfusion.interpreter.nn_functions import NNFunctions
 from dlfusion.sim import accel_functions, find_program, random_program_inputs, simulate
-from dlfusion.targets import load_target
 
 sys.path.insert(0, str(Path(__file__).parent))
+from accel_builder import Builder, rand  # noqa: E402
 from plan_helpers import plan_all, random_plan  # noqa: E402
 
 F32 = np.float32
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 # --------------------------------------------------------------------------
@@ -237,92 +233,6 @@ def check_same(module, ctx, inputs=None):
     for name in ref:
         np.testing.assert_array_equal(again.outputs[name], got.outputs[name], err_msg=name)
     return got
-
-
-# --------------------------------------------------------------------------
-# a small builder of accel programs
-# --------------------------------------------------------------------------
-
-
-class Builder:
-    def __init__(self, target="mlu100"):
-        self.ctx = make_context()
-        self.target = load_target(target)
-        self.block = Block()
-        self.input_names: list[str] = []
-
-    def _add(self, op):
-        self.block.add_op(op)
-        return op
-
-    def input(self, name, shape) -> SSAValue:
-        self.input_names.append(name)
-        return self._add(accel.DramOp("input", name, shape)).result
-
-    def weight(self, name, array) -> SSAValue:
-        key = weight_store(self.ctx).add(name, array)
-        return self._add(accel.DramOp("weight", key, array.shape)).result
-
-    def temp(self, name, shape) -> SSAValue:
-        return self._add(accel.DramOp("temp", name, shape)).result
-
-    def view(self, src, shape) -> SSAValue:
-        return self._add(accel.ViewOp(src, shape)).result
-
-    def kernel(self, name, cores, active, tensors) -> Kernel:
-        body = Block(arg_types=[t.type for t in tensors])
-        self._add(accel.KernelOp(name, cores, active, tensors, Region([body])))
-        return Kernel(body)
-
-    def finish(self, outputs: dict[str, SSAValue]) -> ModuleOp:
-        self._add(accel.ReturnOp(*outputs.values()))
-        prog = accel.ProgramOp(self.target, self.input_names, list(outputs), Region([self.block]))
-        module = ModuleOp([prog])
-        module.verify()
-        return module
-
-
-class Kernel:
-    def __init__(self, body: Block):
-        self.body = body
-        self.args = list(body.args)
-
-    def add(self, op):
-        self.body.add_op(op)
-        return op
-
-    def alloc(self, shape, space="nram") -> SSAValue:
-        return self.add(accel.AllocOp(shape, space)).result
-
-    def fill(self, buf, value=0.0):
-        self.add(accel.FillOp(buf, value))
-
-    def load(self, buf, dram, src, sizes, dst):
-        self.add(accel.LoadOp(buf, dram, src, sizes, dst))
-
-    def store(self, dram, buf, src, sizes, dst):
-        self.add(accel.StoreOp(dram, buf, src, sizes, dst))
-
-    def conv(self, out, x, w, b=None, strides=(1, 1), dilations=(1, 1), groups=1):
-        self.add(accel.ConvOp(out, x, w, b, strides, dilations, groups))
-
-    def matmul(self, out, a, b, bias=None, trans_b=False):
-        self.add(accel.MatMulOp(out, a, b, bias, trans_b))
-
-    def pool(self, out, x, kind, kernel, strides, pads, cip=False, dilations=(1, 1)):
-        self.add(accel.PoolOp(out, x, kind, kernel, strides, dilations, pads, cip))
-
-    def eltwise(self, out, args, kind, **params):
-        self.add(accel.EltwiseOp(out, args, kind, {k: FloatAttr(v, Float32Type()) for k, v in params.items()}))
-
-    def vector(self, out, args, layer, **params):
-        self.add(accel.VectorOp(out, args, layer, params))
-
-    def exchange(self, buf, axis, ranges):
-        self.add(accel.ExchangeOp(buf, axis, ranges))
-
-    def barrier(self):
-        self.add(accel.BarrierOp())
 
 
 Z4 = (0, 0, 0, 0)

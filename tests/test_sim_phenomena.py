@@ -50,7 +50,7 @@ from dlfusion.interpreter import kernels as K
 from dlfusion.interpreter import run_module
 from dlfusion.sim import simulate
 from dlfusion.targets import load_target
-from test_sim import Builder, Kernel, rand
+from accel_builder import Builder, Kernel, rand
 
 T = load_target("mlu100")
 EB = T.element_bytes

@@ -27,7 +27,8 @@ from dlfusion.sim import simulate
 from dlfusion.sim.accel_functions import _grid, _grid_view, _rows_key, _table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_sim_numerics import Z4, Builder, check_same, rand  # noqa: E402
+from accel_builder import Builder, rand  # noqa: E402
+from test_sim_numerics import Z4, check_same  # noqa: E402
 
 # --------------------------------------------------------------------------
 # boxes side by side
