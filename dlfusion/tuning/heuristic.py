@@ -591,7 +591,6 @@ class Characterization:
 
         on_base, exchanges = timeline(lambda t: t.chip, lambda t: t.pc, dense_in)
         off_base, barriers = timeline(lambda t: t.solo, lambda t: t.busy, reads_in)
-        all_solo = sum((g.terms[i].solo for i in idx), zero)
         saved = sum(i.ofm * (1 if ext else 2) for i, x, ext in zip(g.infos, g.internal, g.external) if x)
         xch = sum(i.ofm for i, x in zip(g.infos, g.dense_readers()) if x)
         fits = self.fits(g)
@@ -615,7 +614,6 @@ class Characterization:
             slower,                              # ... each layer's work the slower (us)
             np.full(len(n), float(m)),           # whatever else a merge costs or saves
         ])
-        del all_solo
         return fits, on_base, off_base, on_chip, spilled
 
     def _on_chip_copies(self, g: GroupView) -> tuple[np.ndarray, np.ndarray]:
@@ -683,12 +681,16 @@ class Characterization:
         own work — and the group's mechanics add or save, with coefficients
         fitted to the table's chains: DRAM round trips of intermediates kept
         on chip, a barrier per merge growing with the cores, exchanges to
-        layers that need every channel, smaller tiles when spilled."""
+        layers that need every channel, smaller tiles when spilled. A spilled
+        group deeper than the deepest chain the table measured spilled is not
+        characterized: infinite."""
         if sum(1 for t in g.terms if t.kernel) <= 1:
             return sum((t.curve for t in g.terms), np.zeros(len(self.cores)))
         fits, on_base, off_base, on_f, off_f = self._features(g)
         on = on_base + self.coef_chip @ on_f
         off = off_base + self.coef_spill @ off_f
+        if kernels(g.infos) > self.max_spilled_depth:
+            off = np.full(len(self.cores), np.inf)
         return np.maximum(np.where(fits, on, off), self.floor)
 
     def _fit_groups(self) -> tuple[np.ndarray, np.ndarray]:
@@ -842,11 +844,7 @@ class PredictedCosts:
 
         ids = _bits(mask)
         view = GroupView.of(self.graph, self.infos, self.terms, ids)
-        total = self.model.group_curve(view)
-        if len(ids) > 1 and kernels(view.infos) > self.model.max_spilled_depth:
-            # spilled groups deeper than the table's chains: not characterized
-            total = np.where(self.model.fits(view), total, np.inf)
-        total = np.where(self.allowed, total, np.inf)
+        total = np.where(self.allowed, self.model.group_curve(view), np.inf)
         j = int(np.argmin(total + 1e-9 * np.arange(len(total))))  # ties: fewer cores
         return int(self.model.cores[j]), float(total[j])
 
