@@ -218,3 +218,24 @@ def test_plans_a_zoo_model_fast(table):
     from dlfusion.passes.fuse_layers import run_order
 
     assert len(run_order(graph, groups, "dlfusion")) == len(groups)
+
+
+def test_table_of_another_cost_model_is_one_line_error(table, tmp_path, capsys):
+    """A table measured with another lowering or simulator is refused through
+    dlfusion-opt: one line naming the file and the command to run, exit 1,
+    no output file."""
+    from dlfusion.ir_io import print_module
+    from dlfusion.opt import main as opt_main
+
+    doc, _ = table
+    stale = tmp_path / "stale.json"
+    chz.save_table(dict(doc, cost_model="cm0"), stale)
+    ctx, module = resnet_block_module()
+    src = tmp_path / "block.mlir"
+    src.write_text(print_module(module, ctx))
+    out = tmp_path / "out.mlir"
+    code = opt_main([str(src), "-p", f'fuse-layers{{strategy=dlfusion target=edge8 table="{stale}"}}', "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and not out.exists()
+    assert len(err) == 1 and "another version of the lowering or the simulator" in err[0]
+    assert str(stale) in err[0] and "dlfusion-characterize --target edge8" in err[0]
