@@ -452,12 +452,17 @@ class Characterization:
             lo, hi, t = _bracket(cout, chans)
             return _mix(self._line(cls, (lo, lo), x, field), self._line(cls, (hi, hi), x, field), t)
         cins = sorted({ci for ci, _ in lines})
-        c_lo, c_hi, tc = _bracket(max(1, info.cin), cins)
+        cin = max(1, info.cin)
+        c_lo, c_hi, tc = _bracket(cin, cins)
+        # past the grid's largest channels, the extra channels move to the
+        # spatial axis: the same operations, weight bytes and map bytes
+        x *= max(1.0, cin / cins[-1])
 
         def at_cin(ci: int) -> np.ndarray:
             couts = sorted(co for cj, co in lines if cj == ci)
             lo, hi, t = _bracket(cout, couts)
-            return _mix(self._line(cls, (ci, lo), x, field), self._line(cls, (ci, hi), x, field), t)
+            xo = x * max(1.0, cout / couts[-1])
+            return _mix(self._line(cls, (ci, lo), xo, field), self._line(cls, (ci, hi), xo, field), t)
 
         a = at_cin(c_lo)
         return a if c_hi == c_lo else _mix(a, at_cin(c_hi), tc)
@@ -504,24 +509,38 @@ class Characterization:
           producer's range; for a layer that needs every channel, the
           gathered whole map (and, in WRAM, the selection matrix that places
           each core's range);
-        - weights and bias: the output channel range's."""
+        - weights and bias: the output channel range's.
+
+        An element-wise layer whose operands from inside the group are split
+        differently (a convolution's MAC-lane ranges against a vector
+        layer's) cannot be kept on chip: the working set is infinite there.
+        A padded copy and a gathered map are made once per map and padding,
+        however many layers read them."""
         n = self.cores
         nn_ = len(n)
         ws = np.zeros(nn_)
         wt = np.zeros(nn_)
+        chunk_of: list[np.ndarray] = []  # channels per core of each layer's output
         share_of: list[np.ndarray] = []
         loaded: set = set()
+        copies: set = set()
         for i, info in enumerate(g.infos):
             if info.kind == "data" and info.ops == 0:  # a view: the producer's buffer
-                share_of.append(share_of[g.preds[i][0]] if g.preds[i] else np.ones(nn_))
+                p = g.preds[i][0] if g.preds[i] else None
+                chunk_of.append(chunk_of[p] if p is not None else np.full(nn_, float(max(1, info.cout))))
+                share_of.append(share_of[p] if p is not None else np.ones(nn_))
                 continue
             dense = info.kind in DENSE_KINDS
             c = max(1, info.cout)
             if info.kind in MAC_KINDS or not g.preds[i]:
-                lanes = self.lanes(info.kind)
-                share = self._share(c, lanes)
+                chunks = self._chunks(c, self.lanes(info.kind))
+                share = self._share(c, self.lanes(info.kind))
             else:
-                share = share_of[g.preds[i][0]]
+                chunks, share = chunk_of[g.preds[i][0]], share_of[g.preds[i][0]]
+                if info.kind == "eltwise":
+                    for p in g.preds[i][1:]:
+                        ws = np.where(chunk_of[p] != chunks, np.inf, ws)
+            chunk_of.append(chunks)
             share_of.append(share)
             in_hw = info.ifm / max(1, info.cin * self.eb * info.inputs)
             side = math.sqrt(max(in_hw, 1.0))
@@ -535,15 +554,22 @@ class Characterization:
                         loaded.add((key, pad))
                         ws += size * grow
                 if inner:
-                    ws += inner * grow
-                    if pad:
-                        ws += inner * grow * np.minimum(share_of[g.preds[i][0]], 1.0)
-                    wt += float(g.infos[g.preds[i][0]].cout) * self._chunks(c, self.lanes(info.kind)) * self.eb
+                    p = g.preds[i][0]
+                    if pad and ("pad", p, pad) not in copies:
+                        copies.add(("pad", p, pad))
+                        ws += inner * grow * np.minimum(share_of[p], 1.0)
+                    if ("gather", p, pad) not in copies:
+                        copies.add(("gather", p, pad))
+                        ws += inner * grow
+                        # the selection matrix: every channel x the producer's range
+                        wt += float(max(1, g.infos[p].cout)) * chunk_of[p] * self.eb
             else:
                 ws += sum(size for _, size in sources) * grow * share
-                if inner and pad:
+                if inner and pad and ("pad", g.preds[i][0], pad) not in copies:
+                    copies.add(("pad", g.preds[i][0], pad))
                     ws += inner * grow * share
-            in_place = info.kind == "eltwise" and (not g.preds[i] or g.uses[g.preds[i][0]] <= 1)
+            in_place = (info.kind == "eltwise" or info.op == "nn.batch_norm") and (
+                not g.preds[i] or g.uses[g.preds[i][0]] <= 1)
             if not in_place:
                 ws += info.ofm * share
             wt += info.wbytes * share
