@@ -76,6 +76,22 @@ class LayerInfo:
     stride: float = 1.0
     inputs: int = 1
     op: str = ""  # the nn operation, when known
+    pads: tuple[float, float, float, float] | None = None  # top, left, bottom, right, when known
+
+    def padding(self) -> tuple[float, float, float, float]:
+        """The window's border: the layer's own pads when known, else
+        symmetric from the kernel size (a synthesized layer's 'same')."""
+        if self.kind not in ("conv", "depthwise", "pool"):
+            return (0.0, 0.0, 0.0, 0.0)
+        if self.pads is not None:
+            return self.pads
+        p = (self.kernel - 1) / 2
+        return (p, p, p, p)
+
+    def grow(self, side: float) -> float:
+        """How much its padding grows a side x side input map."""
+        t, l, b, r = self.padding()
+        return (side + t + b) * (side + l + r) / (side * side)
 
     @staticmethod
     def of(ch: dict, element_bytes: int) -> LayerInfo:
@@ -132,6 +148,11 @@ def layer_infos(graph: LayerGraph, element_bytes: int) -> list[LayerInfo]:
             ch = characteristics(op, element_bytes)
         info = LayerInfo.of(ch, element_bytes)
         info.op = op.name
+        pads = getattr(op, "pads", None)
+        if info.kind in ("conv", "depthwise", "pool") and pads is not None:
+            v = list(pads.get_values())
+            if len(v) == 4:
+                info.pads = (float(v[0]), float(v[1]), float(v[2]), float(v[3]))
         out.append(info)
     return out
 
@@ -544,8 +565,8 @@ class Characterization:
             share_of.append(share)
             in_hw = info.ifm / max(1, info.cin * self.eb * info.inputs)
             side = math.sqrt(max(in_hw, 1.0))
-            pad = (info.kernel - 1) / 2 if info.kind in ("conv", "depthwise", "pool") else 0.0
-            grow = ((side + 2 * pad) / side) ** 2
+            pad = info.padding() if any(info.padding()) else None
+            grow = info.grow(side)
             inner = sum(g.infos[p].ofm for p in g.preds[i])
             sources = g.sources[i] if g.sources else [(("own", i), max(0.0, info.ifm - inner))]
             if dense:
@@ -659,10 +680,8 @@ class Characterization:
             src = g.infos[p]
             c = max(1, src.cout)
             elems = src.ofm / self.eb
-            if info.kind in ("conv", "depthwise", "pool") and info.kernel > 1:
-                side = math.sqrt(max(src.hw, 1))
-                pad = (info.kernel - 1) / 2
-                grow = ((side + 2 * pad) / side) ** 2
+            if any(info.padding()):
+                grow = info.grow(math.sqrt(max(src.hw, 1)))
                 pad_steps += elems * grow * self._share(c, self.lanes(src.kind)) / self.vector_lanes
             if info.kind in DENSE_KINDS:
                 positions = max(1.0, elems / c)
@@ -773,6 +792,9 @@ class Characterization:
         info.stride = float(r["stride"])
         info.inputs = 2 if r["class"] in ("add", "concat") else 1
         info.op = {"bn": "nn.batch_norm", "concat": "nn.concat"}.get(r["class"], "")
+        if kind in ("conv", "depthwise", "pool"):  # as synthesized: 'same' convolutions, unpadded pools
+            p = float(int(info.kernel) // 2) if kind != "pool" else 0.0
+            info.pads = (p, p, p, p)
         return info
 
 
