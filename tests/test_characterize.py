@@ -46,8 +46,31 @@ def test_grid_is_derived_from_the_target():
         # dense layers span input x output channels (a projection 4L -> L too)
         pairs = {(s.cin, s.cout) for s in g.layers if s.cls == "conv1x1s1"}
         assert (4 * t.mac_lanes_out, t.mac_lanes_out) in pairs and (t.mac_lanes_out, 4 * t.mac_lanes_out) in pairs
+        # half-way sizes (3 x 2^k lane groups), up to 64 lane groups, and the image's 3 channels in
+        L = t.mac_lanes_out
+        assert {L, 3 * L // 2, 2 * L, 3 * L, 64 * L} <= chans and max(chans) == 64 * L
+        assert {s.cin for s in g.layers if s.cls == "conv7x7s2"} >= {3}
+        # DenseNet's two chained dense layers and its transition
+        assert {"dense-join", "transition"} <= {c.pattern for c in g.chains}
     q = chz.make_grid(EDGE8, quick=True)
     assert len(q.layers) <= 24 and q.cores == (1, 2, 4, 8)
+
+
+@pytest.mark.parametrize("cls, window, pads, out_side", [
+    ("conv1x7s1", [1, 7], [0, 3, 0, 3], 17),  # 'same' along each axis
+    ("conv1x1s2", [1, 1], [0, 0, 0, 0], 9),
+    ("maxpool3x3s1", [3, 3], [1, 1, 1, 1], 17),
+    ("avgpool2x2s2", [2, 2], [0, 0, 0, 0], 8),
+])
+def test_window_classes_are_synthesized_as_named(cls, window, pads, out_side):
+    spec = chz.LayerSpec(cls, 32, 32, 17)
+    _, _, (op,) = chz.build_layers([spec])
+    assert list(op.pads.get_values()) == pads
+    got = list(op.kernel.get_values()) if hasattr(op, "kernel") else list(op.weight.type.get_shape()[2:])
+    assert got == window
+    assert list(op.results[0].type.get_shape()[2:]) == [out_side, out_side] == [spec.out_h()] * 2
+    rec = chz.layer_record(spec, op, 2)
+    assert rec["kernel_hw"] == window and rec["kernel"] == pytest.approx(math.sqrt(window[0] * window[1]))
 
 
 def test_synthesized_layers_go_through_the_frontend():

@@ -202,6 +202,9 @@ def test_missing_or_stale_table(table, tmp_path, monkeypatch):
     assert chz.find_table(EDGE8) == packaged_table(EDGE8)
     chz.save_table(doc, chz.table_path(EDGE8, d))
     assert chz.find_table(EDGE8) == chz.table_path(EDGE8, d)
+    # ... unless it is of an older table version: the shipped one is used
+    chz.save_table(dict(doc, version=chz.TABLE_VERSION - 1), chz.table_path(EDGE8, d))
+    assert chz.find_table(EDGE8) == packaged_table(EDGE8)
 
 
 def test_plans_a_zoo_model_fast(table):

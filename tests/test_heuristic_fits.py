@@ -111,3 +111,25 @@ def test_channels_past_the_grid_count_as_work(model):
     assert np.all(model.curve(wide) >= model.curve(info))
     assert model.curve(wide)[0] > 1.5 * model.curve(info)[0]  # one core: no floor hides the work
     np.testing.assert_allclose(model.curve(wide), model.curve(more))
+
+
+def test_layers_are_read_from_the_class_of_their_window(model):
+    """A layer is read from the characterized class of its stride (how much
+    input a position reads), then its window: Inception's 1x7 and 7x1 from
+    the 1x7 class, a 5x5 from the 3x3 of its stride, ResNet's strided 1x1
+    shortcut, stride-1 and average pools from their own classes."""
+    def body(b):
+        x = b.conv("input", "c17", 32, (1, 7), padding=(0, 3))
+        x = b.conv(x, "c71", 32, (7, 1), padding=(3, 0))
+        x = b.conv(x, "c55", 32, 5, padding=2)
+        x = b.conv(x, "c11s2", 64, 1, stride=2)
+        x = b.maxpool(x, "mp", 3, 1, padding=1)
+        x = b.avgpool(x, "ap", 2, 2)
+        return b.maxpool(x, "mp2", 3, 2)
+
+    graph = LayerGraph.of(build((1, 32, 32, 32), body)()[1])
+    infos = H.layer_infos(graph, MLU100.element_bytes)
+    got = [H.table_class(i, model.classes) for i in infos]
+    assert got == ["conv1x7s1", "conv1x7s1", "conv3x3s1", "conv1x1s2", "maxpool3x3s1", "avgpool2x2s2",
+                   "maxpool3x3s2"]
+    assert infos[0].padding() == (0.0, 3.0, 0.0, 3.0) and infos[0].grow(32) == pytest.approx(38 / 32)

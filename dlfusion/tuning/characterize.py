@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ import numpy as np
 from dlfusion.errors import DlfusionError
 from dlfusion.targets import AcceleratorTarget, load_target
 
-TABLE_VERSION = 2
+TABLE_VERSION = 3  # 3: stride-1 and average pools, dense channels to 64 lane groups, DenseNet chains
 
 # -------------------------------------------------------------------------
 # layer classes and the grid
@@ -76,11 +77,15 @@ CLASSES: dict[str, tuple[str, int, int, str]] = {
     "conv1x1s1": ("conv", 1, 1, "Conv"),
     "conv3x3s1": ("conv", 3, 1, "Conv"),
     "conv3x3s2": ("conv", 3, 2, "Conv"),
+    "conv1x1s2": ("conv", 1, 2, "Conv"),  # ResNet's downsampling shortcut
+    "conv1x7s1": ("conv", 7, 1, "Conv"),  # Inception-v3's factorized 7x7 (and 7x1; the name gives the shape)
     "conv7x7s2": ("conv", 7, 2, "Conv"),
     "dw3x3s1": ("depthwise", 3, 1, "Conv"),
     "dw3x3s2": ("depthwise", 3, 2, "Conv"),
     "fc": ("gemm", 1, 1, "Gemm"),
     "maxpool3x3s2": ("pool", 3, 2, "MaxPool"),
+    "maxpool3x3s1": ("pool", 3, 1, "MaxPool"),  # 'same' (GoogLeNet's, Inception's branch pools)
+    "avgpool2x2s2": ("pool", 2, 2, "AveragePool"),  # DenseNet's transition
     "gap": ("pool", 0, 1, "GlobalAveragePool"),
     "relu": ("eltwise", 1, 1, "Relu"),
     "add": ("eltwise", 1, 1, "Add"),
@@ -88,6 +93,26 @@ CLASSES: dict[str, tuple[str, int, int, str]] = {
     "concat": ("data", 1, 1, "Concat"),  # cin channels + (cout - cin) from outside
 }
 
+
+
+def kernel_hw(cls: str) -> tuple[int, int]:
+    """A class's window (rows, columns): from its name ('conv1x7s1') when
+    it gives one, else square."""
+    m = re.search(r"(\d+)x(\d+)s\d+$", cls)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    k = CLASSES[cls][1]
+    return k, k
+
+
+def pad_of(cls: str) -> tuple[int, int]:
+    """The synthesized layer's border (rows, columns) on each side: 'same'
+    for convolutions and stride-1 pools, none for strided pools."""
+    _, _, s, op = CLASSES[cls]
+    kh, kw = kernel_hw(cls)
+    if op == "Conv" or (op in ("MaxPool", "AveragePool") and s == 1):
+        return kh // 2, kw // 2
+    return 0, 0
 
 
 @dataclass(frozen=True)
@@ -105,8 +130,10 @@ class LayerSpec:
         return CLASSES[self.cls][0]
 
     @property
-    def kernel(self) -> int:
-        return CLASSES[self.cls][1]
+    def kernel(self) -> float:
+        """The window's side, or the side of a square of its area."""
+        kh, kw = kernel_hw(self.cls)
+        return kh if kh == kw else math.sqrt(kh * kw)
 
     @property
     def stride(self) -> int:
@@ -117,9 +144,8 @@ class LayerSpec:
             return 1
         if self.cls == "gap":
             return 1
-        k, s = self.kernel, self.stride
-        pad = k // 2 if self.cls.startswith(("conv", "dw")) else 0
-        return (self.h + 2 * pad - k) // s + 1
+        (kh, _), (ph, _) = kernel_hw(self.cls), pad_of(self.cls)
+        return (self.h + 2 * ph - kh) // self.stride + 1
 
     def in_shape(self) -> list[int]:
         return [1, self.cin] if self.cls == "fc" else [1, self.cin, self.h, self.h]
@@ -142,28 +168,35 @@ class Grid:
     chains: tuple[ChainSpec, ...]
 
 
-DENSE_CLASSES = ("conv1x1s1", "conv3x3s1", "conv3x3s2", "conv7x7s2", "fc")
+DENSE_CLASSES = tuple(c for c, (kind, *_) in CLASSES.items() if kind in ("conv", "gemm"))
 SIDES = (1, 7, 14, 28, 56, 112, 224)  # output sides of the synthesized maps
+IMAGE_CHANNELS = 3  # the input channels of a network's first convolution (RGB)
 MAX_MACS = 2e9  # the largest synthesized MAC layer (a VGG-16 conv: 1.85e9)
 MAX_VECTOR_OPS = 2.6e7  # the largest synthesized vector layer
 
 
-def channel_grid(lanes: int, cores: int, quick: bool, top_factor: int = 32) -> list[int]:
+def channel_grid(lanes: int, cores: int, quick: bool, top_factor: int = 64, between: bool = True) -> list[int]:
     """Channel sizes in multiples of the target's lanes: from half a lane
-    group to `top_factor` lane groups (enough for every core twice over)."""
+    group to `top_factor` lane groups (enough for every core twice over),
+    doubling, with (`between`) the size half-way up each step from one
+    lane group on (3 x 2^k lane groups: 96, 192, 384 channels for 32 lanes),
+    where the lanes split over the cores unevenly."""
     if quick:
         return [lanes, 4 * lanes]
     out, c = [], max(8, lanes // 2)
     while c <= top_factor * lanes:
         out.append(c)
+        if between and c >= lanes and 3 * c // 2 <= top_factor * lanes:
+            out.append(3 * c // 2)
         c *= 2
     return out
 
 
 def _dense_specs(cls: str, chans: Sequence[int], fc_chans: Sequence[int], sides: Sequence[int]) -> list[LayerSpec]:
-    """A dense class over input channels x output channels x output side
-    (fc: input x output features), up to MAX_MACS."""
-    _, k, s, _ = CLASSES[cls]
+    """A dense class over input channels (and the image's 3) x output
+    channels x output side (fc: input x output features), up to MAX_MACS."""
+    _, _, s, _ = CLASSES[cls]
+    kh, kw = kernel_hw(cls)
     out = []
     if cls == "fc":
         for cin in fc_chans:
@@ -171,17 +204,18 @@ def _dense_specs(cls: str, chans: Sequence[int], fc_chans: Sequence[int], sides:
                 if cin * cout <= MAX_MACS / 10:
                     out.append(LayerSpec(cls, cin, cout, 1))
         return out
-    for cin in chans:
+    for cin in (IMAGE_CHANNELS, *chans):  # a network's first convolution reads the image
         for cout in chans:
             for ho in sides:
-                if ho >= 2 and ho * ho * cin * cout * k * k <= MAX_MACS:
+                if ho >= 2 and ho * ho * cin * cout * kh * kw <= MAX_MACS:
                     out.append(LayerSpec(cls, cin, cout, ho * s))
     return out
 
 
 def _vector_specs(cls: str, chans: Sequence[int], sides: Sequence[int]) -> list[LayerSpec]:
     """A vector-unit class (cin = cout) over channels x output side."""
-    _, k, s, _ = CLASSES[cls]
+    _, _, s, _ = CLASSES[cls]
+    k = kernel_hw(cls)[0]
     out = []
     for c in chans:
         for ho in sides:
@@ -192,9 +226,9 @@ def _vector_specs(cls: str, chans: Sequence[int], sides: Sequence[int]) -> list[
                 continue
             if c * ho * ho * k * k > MAX_VECTOR_OPS:
                 continue
-            if cls.startswith("maxpool"):
+            if CLASSES[cls][3] in ("MaxPool", "AveragePool"):
                 if ho >= 2:
-                    out.append(LayerSpec(cls, c, c, (ho - 1) * s + k))
+                    out.append(LayerSpec(cls, c, c, (ho - 1) * s + k - 2 * pad_of(cls)[0]))
             elif cls.startswith("dw"):
                 if ho >= 2:
                     out.append(LayerSpec(cls, c, c, ho * s))
@@ -226,7 +260,7 @@ def make_grid(target: AcceleratorTarget, quick: bool = False) -> Grid:
         classes, sides, fc_chans, vec_chans = ["conv3x3s1", "fc", "relu"], (1, 4, 8), chans, chans
     else:
         classes, sides = list(CLASSES), SIDES
-        fc_chans = channel_grid(L, target.cores, quick, top_factor=1024)
+        fc_chans = channel_grid(L, target.cores, quick, top_factor=1024, between=False)
         vec_chans = channel_grid(L, target.cores, quick, top_factor=128)
     layers: list[LayerSpec] = []
     for cls in classes:
@@ -245,7 +279,8 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
     that do not); two patterns join layers with different best core numbers
     (a wide layer and a narrow one); and the blocks deep CNNs repeat, at
     depths 6..8 (inverted residual, bottleneck, two separable convolutions,
-    a VGG block, a DenseNet dense layer)."""
+    a VGG block, a DenseNet dense layer, two dense layers joined by their
+    concatenation, a DenseNet transition)."""
     def S(cls, c, h, cout=None):
         return LayerSpec(cls, c, c if cout is None else cout, h)
 
@@ -292,6 +327,15 @@ def _chains(L: int, quick: bool) -> list[ChainSpec]:
             out.append(ChainSpec("plain-block", (  # VGG's: large maps and weights, spilled
                 S("conv3x3s1", c, h), S("relu", c, h), S("conv3x3s1", c, h), S("relu", c, h),
                 S("conv3x3s1", c, h), S("relu", c, h), S("maxpool3x3s2", c, h))))
+        for c, h in [(4 * L, 28), (8 * L, 14), (16 * L, 7)]:
+            g = L  # two dense layers joined by the concatenation, as the searches group them
+            out.append(ChainSpec("dense-join", (
+                S("conv3x3s1", 4 * g, h, g), S("concat", g, h, c + g), S("bn", c + g, h), S("relu", c + g, h),
+                S("conv1x1s1", c + g, h, 4 * g), S("bn", 4 * g, h), S("relu", 4 * g, h), S("conv3x3s1", 4 * g, h, g))))
+        for c, h in [(8 * L, 56), (16 * L, 28), (32 * L, 14)]:
+            out.append(ChainSpec("transition", (  # DenseNet's, into the next block's first batch norm
+                S("bn", c, h), S("relu", c, h), S("conv1x1s1", c, h, c // 2), S("avgpool2x2s2", c // 2, h),
+                S("bn", c // 2, h // 2), S("relu", c // 2, h // 2))))
         for cin, cout in [(4 * L, 32 * L), (64 * L, 32 * L), (16 * L, 4 * L)]:
             out.append(ChainSpec("fc-relu-fc", (S("fc", cin, 1, cout), S("relu", cout, 1), S("fc", cout, 1, cout))))
     return out
@@ -320,18 +364,20 @@ def _onnx_model(layers: Sequence[LayerSpec]):
         return name
 
     for i, spec in enumerate(layers):
-        _, k, s, op = CLASSES[spec.cls]
+        _, _, s, op = CLASSES[spec.cls]
+        (kh, kw), (ph, pw) = kernel_hw(spec.cls), pad_of(spec.cls)
+        k = kh
         out = f"y{i}"
         c = shape[1]
         if op == "Conv":
             dw = spec.cls.startswith("dw")
-            w = weight(f"w{i}", [spec.cout, 1 if dw else c, k, k])
+            w = weight(f"w{i}", [spec.cout, 1 if dw else c, kh, kw])
             b = weight(f"b{i}", [spec.cout])
             nodes.append(helper.make_node(
-                "Conv", [cur, w, b], [out], kernel_shape=[k, k], strides=[s, s],
-                pads=[k // 2] * 4, group=c if dw else 1,
+                "Conv", [cur, w, b], [out], kernel_shape=[kh, kw], strides=[s, s],
+                pads=[ph, pw, ph, pw], group=c if dw else 1,
             ))
-            ho = (shape[2] + 2 * (k // 2) - k) // s + 1
+            ho = (shape[2] + 2 * ph - kh) // s + 1
             shape = [1, spec.cout, ho, ho]
         elif op == "Gemm":
             if len(shape) != 2:
@@ -340,9 +386,10 @@ def _onnx_model(layers: Sequence[LayerSpec]):
             b = weight(f"b{i}", [spec.cout])
             nodes.append(helper.make_node("Gemm", [cur, w, b], [out], transB=1))
             shape = [1, spec.cout]
-        elif op == "MaxPool":
-            nodes.append(helper.make_node("MaxPool", [cur], [out], kernel_shape=[k, k], strides=[s, s]))
-            ho = (shape[2] - k) // s + 1
+        elif op in ("MaxPool", "AveragePool"):
+            nodes.append(helper.make_node(op, [cur], [out], kernel_shape=[kh, kw], strides=[s, s],
+                                          pads=[ph, pw, ph, pw]))
+            ho = (shape[2] + 2 * ph - kh) // s + 1
             shape = [1, c, ho, ho]
         elif op == "GlobalAveragePool":
             nodes.append(helper.make_node("GlobalAveragePool", [cur], [out]))
@@ -392,6 +439,7 @@ def layer_record(spec: LayerSpec, op, element_bytes: int) -> dict:
         "class": spec.cls,
         "kind": ch["nn.kind"],
         "kernel": spec.kernel,
+        "kernel_hw": list(kernel_hw(spec.cls)),
         "stride": spec.stride,
         "cin": int(ch["nn.cin"]),
         "cout": int(ch["nn.cout"]),
@@ -645,8 +693,14 @@ def find_table(target: AcceleratorTarget, cache_dir: str | Path | None = None) -
     (`dlfusion.tuning.tables`), else the cached quick one."""
     from dlfusion.tuning.tables import packaged_table
 
+    def usable(path: Path) -> bool:  # an older table version or target in the cache is passed over
+        try:
+            return path.exists() and is_current(load_table(path), target)
+        except DlfusionError:
+            return False
+
     full = table_path(target, cache_dir, False)
-    if full.exists():
+    if usable(full):
         return full
     shipped = packaged_table(target)
     if shipped is not None:

@@ -77,6 +77,7 @@ class LayerInfo:
     inputs: int = 1
     op: str = ""  # the nn operation, when known
     pads: tuple[float, float, float, float] | None = None  # top, left, bottom, right, when known
+    window: tuple[int, int] | None = None  # kernel rows x columns, when known
 
     def padding(self) -> tuple[float, float, float, float]:
         """The window's border: the layer's own pads when known, else
@@ -110,6 +111,7 @@ class LayerInfo:
             info.stride = math.sqrt(max(1.0, in_hw / hw))
         if kind in ("pool",) and hw:
             info.stride = math.sqrt(max(1.0, in_hw / hw))
+            info.kernel = math.sqrt(max(1.0, ops / (hw * max(1, cout))))  # ops: outputs x window
         if kind == "eltwise" and ofm:
             info.inputs = max(1, round(ifm / ofm))
         return info
@@ -135,6 +137,7 @@ def kernels(infos: Sequence[LayerInfo]) -> int:
 def layer_infos(graph: LayerGraph, element_bytes: int) -> list[LayerInfo]:
     """Characteristics of every layer: the `nn.*` attributes when
     annotate-layers has run, else computed the same way."""
+    from dlfusion.dialects import nn
     from dlfusion.passes.annotate_layers import ATTRS, characteristics
 
     out = []
@@ -148,6 +151,14 @@ def layer_infos(graph: LayerGraph, element_bytes: int) -> list[LayerInfo]:
             ch = characteristics(op, element_bytes)
         info = LayerInfo.of(ch, element_bytes)
         info.op = op.name
+        if info.kind in ("conv", "depthwise") and len(op.operands) > 1:
+            w = nn.shape_of(op.operands[1])
+            if len(w) == 4:
+                info.window = (int(w[2]), int(w[3]))
+        elif info.kind == "pool" and getattr(op, "kernel", None) is not None:
+            k = list(op.kernel.get_values())
+            if len(k) == 2:
+                info.window = (int(k[0]), int(k[1]))
         pads = getattr(op, "pads", None)
         if info.kind in ("conv", "depthwise", "pool") and pads is not None:
             v = list(pads.get_values())
@@ -167,17 +178,29 @@ def table_class(info: LayerInfo, classes: Sequence[str]) -> str | None:
                 return p
         return None
 
+    def nearest(*prefixes: str) -> str | None:
+        """The class ('conv3x3s2', 'maxpool3x3s1') of the nearest stride (how
+        much input a position reads), then window shape, then the first
+        prefix."""
+        named = [(c, p) for c in classes for p in prefixes
+                 if c.startswith(p) and "x" in c[len(p):] and "s" in c[len(p):]]
+        if not named:
+            return None
+
+        kh, kw = sorted(info.window) if info.window else (max(info.kernel, 1.0),) * 2
+
+        def dist(item: tuple[str, str]) -> tuple[float, float, int]:
+            c, p = item
+            rest = c[len(p):]
+            ch, cw = sorted((int(rest[: rest.index("x")]), int(rest[rest.index("x") + 1 : rest.index("s")])))
+            ss = int(rest[rest.index("s") + 1 :])
+            return (abs(math.log(max(info.stride, 1.0) / ss)),
+                    abs(math.log(max(kh, 1) / ch)) + abs(math.log(max(kw, 1) / cw)), prefixes.index(p))
+
+        return min(named, key=dist)[0]
+
     if k == "conv":
-        conv = [c for c in classes if c.startswith("conv")]
-        if not conv:
-            return pick(["relu"])
-
-        def dist(c: str) -> tuple[float, float]:
-            kk = int(c[4 : c.index("x")])
-            ss = int(c[c.index("s") + 1 :])
-            return (abs(math.log(info.kernel / kk)), abs(math.log(info.stride / ss)))
-
-        return min(conv, key=dist)
+        return nearest("conv") or pick(["relu"])
     if k == "depthwise":
         return pick(["dw3x3s2", "dw3x3s1"] if info.stride > 1.4 else ["dw3x3s1", "dw3x3s2"]) or pick(["relu"])
     if k in ("gemm", "matmul"):
@@ -185,7 +208,8 @@ def table_class(info: LayerInfo, classes: Sequence[str]) -> str | None:
     if k == "pool":
         if info.hw == 1:
             return pick(["gap", "maxpool3x3s2", "relu"])
-        return pick(["maxpool3x3s2", "relu"])
+        kinds = ("avgpool", "maxpool") if info.op == "nn.avg_pool" else ("maxpool", "avgpool")
+        return nearest(*kinds) or pick(["relu"])
     if k == "data" and info.ops == 0:
         return None  # a view (reshape, flatten): no kernel
     if k == "data":
@@ -395,6 +419,11 @@ class Characterization:
             self.dispatch = 0.0
         self.launch = max(0.0, float(self.floor[-1]) - (int(self.cores[-1]) - 1) * self.dispatch)
         self.base = self.launch + (self.cores - 1) * self.dispatch
+        # the DRAM's bandwidth (bytes/us), from the table too: the fastest any
+        # layer moved its bytes past the launch (the large element-wise
+        # layers, which only stream)
+        moved = np.array([r["ifm_bytes"] + r["ofm_bytes"] + r["weight_bytes"] for r in table["layers"]], float)
+        self.dram_bw = float((moved[:, None] / np.maximum(lat - self.launch, 1e-3)).max()) if len(lat) else np.inf
         # class -> (cin, cout) -> (spatial work, latency rows, work rows, busy rows)
         self.grid: dict[str, dict[tuple[int, int], tuple[np.ndarray, ...]]] = {}
         by: dict[str, dict[tuple[int, int], list]] = {}
@@ -623,21 +652,34 @@ class Characterization:
         dense_in = [bool(g.preds[i]) and g.infos[i].kind in DENSE_KINDS for i in range(len(g.infos))]
         reads_in = [bool(g.preds[i]) for i in range(len(g.infos))]
 
-        def timeline(work_of, busy_of, syncs) -> tuple[np.ndarray, int]:
+        def timeline(work_of, busy_of, syncs, moved) -> tuple[np.ndarray, int]:
             first, rest, busy, synced, count = zero.copy(), zero.copy(), np.ones(len(n)), False, 0
             for i in idx:
                 if syncs[i]:
                     synced, count = True, count + 1
-                if synced:
-                    rest = rest + work_of(g.terms[i])
+                if synced:  # all cores start together: no dispatch hides the DRAM time
+                    rest = rest + np.maximum(work_of(g.terms[i]), moved[i] / self.dram_bw)
                 else:
                     first = first + work_of(g.terms[i])
                     busy = np.maximum(busy, busy_of(g.terms[i]))
             start = np.maximum((n - 1) * self.dispatch, (busy - 1) * self.dispatch + first)
             return self.launch + start + rest, count
 
-        on_base, exchanges = timeline(lambda t: t.chip, lambda t: t.pc, dense_in)
-        off_base, barriers = timeline(lambda t: t.solo, lambda t: t.busy, reads_in)
+        # DRAM bytes per layer (per core number): on chip, its weights, the
+        # maps it loads from outside (whole, by each of its busy cores, for a
+        # layer that needs every channel) and what it stores for outside;
+        # spilled, all it reads and writes
+        on_moved = []
+        for i, info in enumerate(g.infos):
+            outside = sum(size for _, size in (g.sources[i] if g.sources else ()))
+            per = g.terms[i].pc if info.kind in DENSE_KINDS and g.terms[i].kernel else 1.0
+            on_moved.append(float(info.wbytes) + outside * per + (float(info.ofm) if g.external[i] else 0.0))
+        off_moved = [float(info.wbytes + info.ifm + info.ofm) * np.ones(len(n)) for info in g.infos]
+        on_base, exchanges = timeline(lambda t: t.chip, lambda t: t.pc, dense_in, on_moved)
+        off_base, barriers = timeline(lambda t: t.solo, lambda t: t.busy, reads_in, off_moved)
+        # and no kernel streams its bytes faster than the DRAM allows
+        on_base = np.maximum(on_base, self.launch + sum(on_moved[i] for i in idx) / self.dram_bw)
+        off_base = np.maximum(off_base, self.launch + sum(off_moved[i] for i in idx) / self.dram_bw)
         saved = sum(i.ofm * (1 if ext else 2) for i, x, ext in zip(g.infos, g.internal, g.external) if x)
         xch = sum(i.ofm for i, x in zip(g.infos, g.dense_readers()) if x)
         fits = self.fits(g)
@@ -652,6 +694,7 @@ class Characterization:
             xch / 1e3 * (1.0 - 1.0 / n),         # exchanged to dense consumers (KB) ...
             xch / 1e3 * n,                       # ... all-gathered by every core (KB x cores)
             np.full(len(n), float(m)),           # whatever else a merge costs or saves
+            *np.eye(len(n)),                     # what the time line misses at each core number
         ])
         spilled = np.array([
             np.full(len(n), float(barriers)),    # a barrier ...
@@ -660,6 +703,7 @@ class Characterization:
             tiles,                               # shared NRAM: more, smaller tiles ...
             slower,                              # ... each layer's work the slower (us)
             np.full(len(n), float(m)),           # whatever else a merge costs or saves
+            *np.eye(len(n)),                     # what the time line misses at each core number
         ])
         return fits, on_base, off_base, on_chip, spilled
 
@@ -780,7 +824,8 @@ class Characterization:
                 keep &= ~wrong
             return coef
 
-        return solve(rows[True], [-1, 1, 1, 1, 1, 1, 1, 1]), solve(rows[False], [1, 1, 1, 1, 1, 0])
+        k = len(self.cores)
+        return solve(rows[True], [-1, 1, 1, 1, 1, 1, 1, 1] + [0] * k), solve(rows[False], [1, 1, 1, 1, 1, 0] + [0] * k)
 
     def _info_of_record(self, r: dict) -> LayerInfo:
         from dlfusion.tuning.characterize import CLASSES
@@ -789,12 +834,17 @@ class Characterization:
         info = LayerInfo(kind, float(r["ops"]), int(r["cin"]), int(r["cout"]), int(r["hw"]),
                          int(r["ifm_bytes"]), int(r["ofm_bytes"]), int(r["weight_bytes"]))
         info.kernel = float(r["kernel"]) or 1.0
+        if r.get("kernel_hw"):
+            info.window = (int(r["kernel_hw"][0]), int(r["kernel_hw"][1]))
         info.stride = float(r["stride"])
         info.inputs = 2 if r["class"] in ("add", "concat") else 1
-        info.op = {"bn": "nn.batch_norm", "concat": "nn.concat"}.get(r["class"], "")
-        if kind in ("conv", "depthwise", "pool"):  # as synthesized: 'same' convolutions, unpadded pools
-            p = float(int(info.kernel) // 2) if kind != "pool" else 0.0
-            info.pads = (p, p, p, p)
+        info.op = {"BatchNormalization": "nn.batch_norm", "Concat": "nn.concat",
+                   "AveragePool": "nn.avg_pool", "MaxPool": "nn.max_pool"}.get(CLASSES[r["class"]][3], "")
+        if kind in ("conv", "depthwise", "pool"):  # as synthesized
+            from dlfusion.tuning.characterize import pad_of
+
+            ph, pw = pad_of(r["class"])
+            info.pads = (float(ph), float(pw), float(ph), float(pw))
         return info
 
 
