@@ -366,7 +366,6 @@ def _onnx_model(layers: Sequence[LayerSpec]):
     for i, spec in enumerate(layers):
         _, _, s, op = CLASSES[spec.cls]
         (kh, kw), (ph, pw) = kernel_hw(spec.cls), pad_of(spec.cls)
-        k = kh
         out = f"y{i}"
         c = shape[1]
         if op == "Conv":

@@ -828,7 +828,7 @@ class Characterization:
         return solve(rows[True], [-1, 1, 1, 1, 1, 1, 1, 1] + [0] * k), solve(rows[False], [1, 1, 1, 1, 1, 0] + [0] * k)
 
     def _info_of_record(self, r: dict) -> LayerInfo:
-        from dlfusion.tuning.characterize import CLASSES
+        from dlfusion.tuning.characterize import CLASSES, pad_of
 
         kind = CLASSES[r["class"]][0]
         info = LayerInfo(kind, float(r["ops"]), int(r["cin"]), int(r["cout"]), int(r["hw"]),
@@ -841,8 +841,6 @@ class Characterization:
         info.op = {"BatchNormalization": "nn.batch_norm", "Concat": "nn.concat",
                    "AveragePool": "nn.avg_pool", "MaxPool": "nn.max_pool"}.get(CLASSES[r["class"]][3], "")
         if kind in ("conv", "depthwise", "pool"):  # as synthesized
-            from dlfusion.tuning.characterize import pad_of
-
             ph, pw = pad_of(r["class"])
             info.pads = (float(ph), float(pw), float(ph), float(pw))
         return info
